@@ -1,0 +1,32 @@
+# jobsched: PGXS build
+EXTENSION = jobsched
+MODULE_big = jobsched
+OBJS = \
+	src/jobsched.o \
+	src/guc.o \
+	src/shmem.o \
+	src/wake.o \
+	src/naming.o \
+	src/render.o \
+	src/preview.o \
+	src/queue.o \
+	src/kube.o \
+	src/dispatch.o \
+	src/worker.o
+DATA = sql/jobsched--1.0.sql
+PGFILEDESC = "jobsched - Kubernetes Jobs from a PostgreSQL queue table"
+
+PKG_CONFIG ?= pkg-config
+PG_CPPFLAGS = $(shell $(PKG_CONFIG) --cflags libcurl libcjson)
+PG_CFLAGS = -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter \
+	-Wno-missing-field-initializers -Wno-sign-compare
+SHLIB_LINK = $(shell $(PKG_CONFIG) --libs libcurl libcjson)
+
+# pg_regress runs against a private server that preloads the library
+REGRESS = setup schema submit privileges render status
+REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=./tmp_check \
+	--dbname=contrib_regression
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

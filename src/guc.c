@@ -1,0 +1,327 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *	  The jobsched.* settings, and the defaults that are computed at use
+ *	  time from the pod's environment (API address, namespace).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <stdio.h>
+#include <limits.h>
+#include <stdlib.h>
+
+#include "utils/guc.h"
+
+#include "jobsched.h"
+
+#define SERVICE_ACCOUNT_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+
+char	   *jobsched_database = NULL;
+char	   *jobsched_channel = NULL;
+int			jobsched_wake_mode = JOBSCHED_WAKE_NOTIFY;
+bool		jobsched_enabled = true;
+char	   *jobsched_kube_api_url = NULL;
+char	   *jobsched_kube_token_file = NULL;
+char	   *jobsched_kube_ca_file = NULL;
+char	   *jobsched_kube_client_cert_file = NULL;
+char	   *jobsched_kube_client_key_file = NULL;
+char	   *jobsched_namespace = NULL;
+int			jobsched_cleanup_age = 8 * 3600;
+int			jobsched_cleanup_interval = 600;
+int			jobsched_poll_interval = 10000;
+int			jobsched_sync_interval = 10000;
+int			jobsched_batch_size = 500;
+int			jobsched_max_in_flight = 16;
+int			jobsched_request_timeout = 30000;
+int			jobsched_max_attempts = 10;
+int			jobsched_backoff_base = 1000;
+int			jobsched_backoff_max = 300000;
+
+static const struct config_enum_entry guc_wake_mode_options[] = {
+	{"notify", JOBSCHED_WAKE_NOTIFY, false},
+	{"latch", JOBSCHED_WAKE_LATCH, false},
+	{NULL, 0, false}
+};
+
+/* A channel name is an identifier: reject what NOTIFY would reject. */
+static bool
+guc_check_channel(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+	{
+		GUC_check_errdetail("The channel name must not be empty.");
+		return false;
+	}
+	if (strlen(*newval) >= NAMEDATALEN)
+	{
+		GUC_check_errdetail("The channel name must be shorter than %d bytes.",
+							NAMEDATALEN);
+		return false;
+	}
+	return true;
+}
+
+/* The API URL, when set, must be an https:// or http:// URL. */
+static bool
+guc_check_api_url(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (strncmp(*newval, "https://", 8) != 0 &&
+		strncmp(*newval, "http://", 7) != 0)
+	{
+		GUC_check_errdetail("The Kubernetes API URL must start with https:// (or http:// for a local proxy).");
+		return false;
+	}
+	return true;
+}
+
+void
+jobsched_guc_define(void)
+{
+	DefineCustomStringVariable("jobsched.database",
+							   "Database the jobsched worker connects to.",
+							   "CREATE EXTENSION jobsched works only in this database.",
+							   &jobsched_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("jobsched.channel",
+							   "Channel the worker LISTENs on and the trigger NOTIFYs.",
+							   "NOTIFY on this channel from any session of the database wakes the worker.",
+							   &jobsched_channel,
+							   "job_scheduler",
+							   PGC_SIGHUP,
+							   0,
+							   guc_check_channel, NULL, NULL);
+
+	DefineCustomEnumVariable("jobsched.wake_mode",
+							 "How the trigger wakes the worker: notify or latch.",
+							 "notify sends NOTIFY, which serializes notifying commits cluster-wide; "
+							 "latch sets the worker's latch at commit, which takes no lock.",
+							 &jobsched_wake_mode,
+							 JOBSCHED_WAKE_NOTIFY,
+							 guc_wake_mode_options,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("jobsched.enabled",
+							 "Whether the worker submits, syncs and cleans up Jobs.",
+							 "When off, the worker stays connected and drains its notifications but talks to no API.",
+							 &jobsched_enabled,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("jobsched.kube_api_url",
+							   "URL of the Kubernetes API server.",
+							   "Empty means https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT, "
+							   "else https://kubernetes.default.svc.",
+							   &jobsched_kube_api_url,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   guc_check_api_url, NULL, NULL);
+
+	DefineCustomStringVariable("jobsched.kube_token_file",
+							   "File holding the bearer token for the Kubernetes API.",
+							   "Re-read at least once a minute and after every 401, since bound tokens rotate. "
+							   "Empty means no token (for client certificates).",
+							   &jobsched_kube_token_file,
+							   SERVICE_ACCOUNT_DIR "/token",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("jobsched.kube_ca_file",
+							   "CA certificate file that verifies the Kubernetes API server.",
+							   NULL,
+							   &jobsched_kube_ca_file,
+							   SERVICE_ACCOUNT_DIR "/ca.crt",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("jobsched.kube_client_cert_file",
+							   "Client certificate file for the Kubernetes API (out-of-cluster use).",
+							   NULL,
+							   &jobsched_kube_client_cert_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("jobsched.kube_client_key_file",
+							   "Private key file of the client certificate.",
+							   NULL,
+							   &jobsched_kube_client_key_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("jobsched.namespace",
+							   "Namespace for job types that name none.",
+							   "Empty means the service account's namespace file, else \"default\".",
+							   &jobsched_namespace,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobsched.cleanup_age",
+							"Jobs (with their pods) created longer ago than this are deleted.",
+							NULL,
+							&jobsched_cleanup_age,
+							8 * 3600, 1, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobsched.cleanup_interval",
+							"How often the namespaces are scanned for old Jobs.",
+							NULL,
+							&jobsched_cleanup_interval,
+							600, 1, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobsched.poll_interval",
+							"Safety-net scan for pending jobs when no wake-up came.",
+							NULL,
+							&jobsched_poll_interval,
+							10000, 10, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobsched.sync_interval",
+							"How stale a row's view of its Job may get.",
+							NULL,
+							&jobsched_sync_interval,
+							10000, 100, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobsched.batch_size",
+							"Most pending jobs claimed in one transaction.",
+							NULL,
+							&jobsched_batch_size,
+							500, 1, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobsched.max_in_flight",
+							"Most Kubernetes API requests in flight at once.",
+							"Each in-flight request may hold one connection (an open file).",
+							&jobsched_max_in_flight,
+							16, 1, 256,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobsched.request_timeout",
+							"Timeout of one Kubernetes API request.",
+							"A create that timed out is retried; its deterministic name prevents a duplicate.",
+							&jobsched_request_timeout,
+							30000, 100, 3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobsched.max_attempts",
+							"Transient failures (network, 5xx, 429) after which a job is failed.",
+							"Credential and permission errors (401, 403, missing namespace) never fail a job.",
+							&jobsched_max_attempts,
+							10, 1, INT_MAX,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobsched.backoff_base",
+							"First retry delay after a transient failure; doubles per attempt, with jitter.",
+							NULL,
+							&jobsched_backoff_base,
+							1000, 1, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobsched.backoff_max",
+							"Longest retry delay.",
+							NULL,
+							&jobsched_backoff_max,
+							300000, 1, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("jobsched");
+}
+
+const char *
+jobsched_wake_mode_name(int mode)
+{
+	return mode == JOBSCHED_WAKE_LATCH ? "latch" : "notify";
+}
+
+/*
+ * The API URL in force: the setting, else the in-cluster service address
+ * from the environment (as client-go's InClusterConfig does), else the
+ * cluster DNS name.  palloc'd.
+ */
+char *
+jobsched_guc_api_url(void)
+{
+	const char *host = getenv("KUBERNETES_SERVICE_HOST");
+	const char *port = getenv("KUBERNETES_SERVICE_PORT");
+
+	if (jobsched_kube_api_url && jobsched_kube_api_url[0] != '\0')
+		return pstrdup(jobsched_kube_api_url);
+	if (host && host[0] && port && port[0])
+	{
+		/* an IPv6 service address needs brackets in a URL */
+		if (strchr(host, ':') != NULL)
+			return psprintf("https://[%s]:%s", host, port);
+		return psprintf("https://%s:%s", host, port);
+	}
+	return pstrdup("https://kubernetes.default.svc");
+}
+
+/*
+ * The default namespace in force: the setting, else the service account's
+ * namespace file, else "default".  palloc'd.
+ */
+char *
+jobsched_guc_namespace(void)
+{
+	FILE	   *f;
+	char		buf[256];
+	size_t		len;
+
+	if (jobsched_namespace && jobsched_namespace[0] != '\0')
+		return pstrdup(jobsched_namespace);
+
+	f = fopen(SERVICE_ACCOUNT_DIR "/namespace", "r");
+	if (f != NULL)
+	{
+		len = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' ' ||
+						   buf[len - 1] == '\r' || buf[len - 1] == '\t'))
+			len--;
+		buf[len] = '\0';
+		if (len > 0)
+			return pstrdup(buf);
+	}
+	return pstrdup("default");
+}

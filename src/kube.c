@@ -1,0 +1,700 @@
+/*-------------------------------------------------------------------------
+ *
+ * kube.c
+ *	  The Kubernetes API client: libcurl's multi interface with its
+ *	  sockets and timer in the worker's WaitEventSet, next to the latch
+ *	  and postmaster death, so several requests are in flight while the
+ *	  worker still reacts to SIGTERM, SIGHUP and wake-ups within a
+ *	  millisecond, even mid-request.
+ *
+ *	  libcurl calls back into this file from inside curl_multi_*.  Those
+ *	  callbacks never ereport, palloc or CHECK_FOR_INTERRUPTS: a longjmp
+ *	  through libcurl would corrupt it.  They use malloc and fixed tables,
+ *	  and report through flags that are read after libcurl returns.
+ *
+ *	  The bearer token is read from a file, re-read once a minute and
+ *	  after a 401 (bound service-account tokens rotate), kept in malloc'd
+ *	  memory, and never written to the log or an error message.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+
+#include <cJSON.h>
+
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "jobsched.h"
+#include "kube.h"
+
+#define KUBE_TOKEN_MAX_AGE_MS	60000	/* client-go re-reads once a minute */
+#define KUBE_MAX_SOCKETS		1024
+#define KUBE_MAX_RESPONSE		(8 * 1024 * 1024)
+#define KUBE_USER_AGENT			"jobsched/1.0"
+
+StaticAssertDecl(sizeof(((KubeRequest *) 0)->curl_error) >= CURL_ERROR_SIZE,
+				 "curl_error must hold CURL_ERROR_SIZE bytes");
+
+typedef struct KubeSocket
+{
+	curl_socket_t fd;
+	int			what;			/* CURL_POLL_IN / OUT / INOUT */
+} KubeSocket;
+
+static CURLM *kube_multi = NULL;
+
+/* settings in force, malloc'd (see jobsched_kube_configure) */
+static char *kube_url = NULL;
+static char *kube_ca_file = NULL;
+static char *kube_cert_file = NULL;
+static char *kube_key_file = NULL;
+static char *kube_token_file = NULL;
+
+/* the token's Authorization header line, malloc'd; NULL if none */
+static char *kube_auth_header = NULL;
+static TimestampTz kube_token_read_at = 0;
+static bool kube_token_stale = true;
+
+/* curl's sockets, maintained by kube_socket_callback */
+static KubeSocket kube_sockets[KUBE_MAX_SOCKETS];
+static int	kube_nsockets = 0;
+static bool kube_sockets_changed = true;
+
+/* curl's timer: -1 none, else the absolute deadline in ms */
+static int64 kube_timer_deadline = -1;
+
+static WaitEventSet *kube_wait_set = NULL;
+
+static dlist_head kube_running = DLIST_STATIC_INIT(kube_running);
+static dlist_head kube_done = DLIST_STATIC_INIT(kube_done);
+static int	kube_nrunning = 0;
+
+static int64
+kube_now_ms(void)
+{
+	return GetCurrentTimestamp() / 1000;
+}
+
+static char *
+kube_strdup_or_null(const char *s)
+{
+	char	   *copy;
+
+	if (s == NULL || s[0] == '\0')
+		return NULL;
+	copy = strdup(s);
+	if (copy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	return copy;
+}
+
+/* ---- libcurl callbacks: no ereport, no palloc ---- */
+
+static int
+kube_socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp,
+					 void *socketp)
+{
+	int			i;
+
+	for (i = 0; i < kube_nsockets; i++)
+		if (kube_sockets[i].fd == fd)
+			break;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (i < kube_nsockets)
+			kube_sockets[i] = kube_sockets[--kube_nsockets];
+	}
+	else if (i < kube_nsockets)
+		kube_sockets[i].what = what;
+	else if (kube_nsockets < KUBE_MAX_SOCKETS)
+	{
+		kube_sockets[kube_nsockets].fd = fd;
+		kube_sockets[kube_nsockets].what = what;
+		kube_nsockets++;
+	}
+	else
+		return -1;				/* curl fails the transfer */
+
+	kube_sockets_changed = true;
+	return 0;
+}
+
+static int
+kube_timer_callback(CURLM *multi, long timeout_ms, void *userp)
+{
+	kube_timer_deadline = timeout_ms < 0 ? -1 : kube_now_ms() + timeout_ms;
+	return 0;
+}
+
+static size_t
+kube_write_callback(char *data, size_t size, size_t nmemb, void *userp)
+{
+	KubeRequest *req = (KubeRequest *) userp;
+	size_t		len = size * nmemb;
+
+	if (req->response_len + len + 1 > req->response_cap)
+	{
+		size_t		cap = Max(req->response_cap * 2, 4096);
+		char	   *grown;
+
+		while (cap < req->response_len + len + 1)
+			cap *= 2;
+		if (cap > KUBE_MAX_RESPONSE)
+		{
+			req->response_overflow = true;
+			return 0;			/* aborts the transfer */
+		}
+		grown = realloc(req->response, cap);
+		if (grown == NULL)
+			return 0;
+		req->response = grown;
+		req->response_cap = cap;
+	}
+	memcpy(req->response + req->response_len, data, len);
+	req->response_len += len;
+	req->response[req->response_len] = '\0';
+	return len;
+}
+
+static size_t
+kube_header_callback(char *data, size_t size, size_t nmemb, void *userp)
+{
+	KubeRequest *req = (KubeRequest *) userp;
+	size_t		len = size * nmemb;
+	static const char name[] = "retry-after:";
+
+	if (len > sizeof(name) - 1 && pg_strncasecmp(data, name, sizeof(name) - 1) == 0)
+	{
+		char		digits[16];
+		size_t		i = sizeof(name) - 1;
+		int			n = 0;
+
+		while (i < len && (data[i] == ' ' || data[i] == '\t'))
+			i++;
+		while (i < len && n < (int) sizeof(digits) - 1 && data[i] >= '0' && data[i] <= '9')
+			digits[n++] = data[i++];
+		digits[n] = '\0';
+		/* an HTTP-date form is ignored: the backoff applies instead */
+		if (n > 0 && n < 7)
+			req->retry_after = atoi(digits);
+	}
+	return len;
+}
+
+/* ---- configuration and credentials ---- */
+
+void
+jobsched_kube_init(void)
+{
+	CURLcode	rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+
+	if (rc != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not initialize libcurl"),
+				 errdetail_internal("%s", curl_easy_strerror(rc))));
+	kube_multi = curl_multi_init();
+	if (kube_multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl multi handle")));
+	curl_multi_setopt(kube_multi, CURLMOPT_SOCKETFUNCTION, kube_socket_callback);
+	curl_multi_setopt(kube_multi, CURLMOPT_TIMERFUNCTION, kube_timer_callback);
+	jobsched_kube_configure();
+}
+
+/*
+ * Take the settings in force (at start and after SIGHUP).  Connections
+ * already open keep their TLS state; new ones use the new files.
+ */
+void
+jobsched_kube_configure(void)
+{
+	char	   *url = jobsched_guc_api_url();
+	size_t		len = strlen(url);
+
+	while (len > 0 && url[len - 1] == '/')
+		url[--len] = '\0';
+
+	free(kube_url);
+	kube_url = kube_strdup_or_null(url);
+	free(kube_ca_file);
+	kube_ca_file = kube_strdup_or_null(jobsched_kube_ca_file);
+	free(kube_cert_file);
+	kube_cert_file = kube_strdup_or_null(jobsched_kube_client_cert_file);
+	free(kube_key_file);
+	kube_key_file = kube_strdup_or_null(jobsched_kube_client_key_file);
+	free(kube_token_file);
+	kube_token_file = kube_strdup_or_null(jobsched_kube_token_file);
+	kube_token_stale = true;
+	pfree(url);
+
+	curl_multi_setopt(kube_multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+					  (long) jobsched_max_in_flight);
+	curl_multi_setopt(kube_multi, CURLMOPT_MAXCONNECTS,
+					  (long) jobsched_max_in_flight);
+}
+
+const char *
+jobsched_kube_url(void)
+{
+	return kube_url ? kube_url : "";
+}
+
+void
+jobsched_kube_invalidate_token(void)
+{
+	kube_token_stale = true;
+}
+
+/*
+ * Re-read the token file when it is due.  A file that cannot be read
+ * leaves the request without credentials: the API answers 401, which
+ * keeps jobs pending until an operator fixes the file.  Messages name
+ * the file, never its contents.
+ */
+static void
+kube_refresh_token(void)
+{
+	FILE	   *f;
+	char	   *buf;
+	size_t		len;
+	int64		now = kube_now_ms();
+
+	if (!kube_token_stale && now - kube_token_read_at / 1000 < KUBE_TOKEN_MAX_AGE_MS)
+		return;
+	kube_token_stale = false;
+	kube_token_read_at = GetCurrentTimestamp();
+
+	if (kube_auth_header)
+	{
+		explicit_bzero(kube_auth_header, strlen(kube_auth_header));
+		free(kube_auth_header);
+		kube_auth_header = NULL;
+	}
+	if (kube_token_file == NULL)
+		return;
+
+	f = fopen(kube_token_file, "r");
+	if (f == NULL)
+	{
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("could not open Kubernetes token file \"%s\": %m",
+						kube_token_file)));
+		return;
+	}
+#define KUBE_TOKEN_MAX 16384
+	buf = malloc(KUBE_TOKEN_MAX + 32);
+	if (buf == NULL)
+	{
+		fclose(f);
+		return;
+	}
+	memcpy(buf, "Authorization: Bearer ", 22);
+	len = fread(buf + 22, 1, KUBE_TOKEN_MAX, f);
+	fclose(f);
+	while (len > 0 && (buf[22 + len - 1] == '\n' || buf[22 + len - 1] == '\r' ||
+					   buf[22 + len - 1] == ' ' || buf[22 + len - 1] == '\t'))
+		len--;
+	buf[22 + len] = '\0';
+	if (len == 0 || len >= KUBE_TOKEN_MAX || strpbrk(buf + 22, "\r\n") != NULL)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("Kubernetes token file \"%s\" does not hold a usable token",
+						kube_token_file),
+				 errdetail("The file is empty, too long, or spans several lines.")));
+		explicit_bzero(buf, KUBE_TOKEN_MAX + 32);
+		free(buf);
+		return;
+	}
+	kube_auth_header = buf;
+}
+
+/* ---- requests ---- */
+
+KubeRequest *
+jobsched_kube_request_new(KubeMethod method, const char *path, const char *body,
+						  KubeDoneCallback on_done, void *owner, int purpose)
+{
+	KubeRequest *req = palloc0(sizeof(KubeRequest));
+
+	req->method = method;
+	req->on_done = on_done;
+	req->owner = owner;
+	req->purpose = purpose;
+	req->path = pstrdup(path);
+	req->body = body ? pstrdup(body) : NULL;
+	req->retry_after = -1;
+	return req;
+}
+
+static void
+kube_check(CURLcode rc)
+{
+	if (rc != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not set up a Kubernetes API request"),
+				 errdetail_internal("%s", curl_easy_strerror(rc))));
+}
+
+/*
+ * Hand a request to libcurl.  The caller's KubeRequest (and its path and
+ * body) must stay allocated until it comes back from kube_next_done()
+ * or is abandoned.
+ */
+void
+jobsched_kube_request_start(KubeRequest *req)
+{
+	CURL	   *easy;
+	char	   *url;
+	struct curl_slist *headers = NULL;
+	struct curl_slist *h;
+	CURLMcode	mrc;
+
+	kube_refresh_token();
+
+	easy = curl_easy_init();
+	if (easy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl handle")));
+	req->easy = easy;
+
+	url = psprintf("%s%s", jobsched_kube_url(), req->path);
+	kube_check(curl_easy_setopt(easy, CURLOPT_URL, url));
+	pfree(url);					/* libcurl copies strings it is given */
+
+	kube_check(curl_easy_setopt(easy, CURLOPT_PRIVATE, req));
+	kube_check(curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L));
+	kube_check(curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "https,http"));
+	kube_check(curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1));
+	kube_check(curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L));
+	kube_check(curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) jobsched_request_timeout));
+	kube_check(curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+								(long) Min(jobsched_request_timeout, 10000)));
+	kube_check(curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->curl_error));
+	kube_check(curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, kube_write_callback));
+	kube_check(curl_easy_setopt(easy, CURLOPT_WRITEDATA, req));
+	kube_check(curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, kube_header_callback));
+	kube_check(curl_easy_setopt(easy, CURLOPT_HEADERDATA, req));
+	kube_check(curl_easy_setopt(easy, CURLOPT_USERAGENT, KUBE_USER_AGENT));
+
+	/*
+	 * Verify the server against the one CA file only: loading the system
+	 * bundle costs memory and CPU on every new connection and would trust
+	 * more than the cluster's CA.
+	 */
+	kube_check(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L));
+	kube_check(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L));
+	if (kube_ca_file)
+	{
+		kube_check(curl_easy_setopt(easy, CURLOPT_CAINFO, kube_ca_file));
+		kube_check(curl_easy_setopt(easy, CURLOPT_CAPATH, NULL));
+	}
+	if (kube_cert_file)
+		kube_check(curl_easy_setopt(easy, CURLOPT_SSLCERT, kube_cert_file));
+	if (kube_key_file)
+		kube_check(curl_easy_setopt(easy, CURLOPT_SSLKEY, kube_key_file));
+
+	switch (req->method)
+	{
+		case KUBE_GET:
+			break;
+		case KUBE_POST:
+			kube_check(curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE,
+										(long) (req->body ? strlen(req->body) : 0)));
+			kube_check(curl_easy_setopt(easy, CURLOPT_POSTFIELDS,
+										req->body ? req->body : ""));
+			break;
+		case KUBE_DELETE:
+			kube_check(curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, "DELETE"));
+			if (req->body)
+			{
+				kube_check(curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE,
+											(long) strlen(req->body)));
+				kube_check(curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body));
+			}
+			break;
+	}
+
+	h = curl_slist_append(headers, "Accept: application/json");
+	if (h)
+		h = curl_slist_append(headers = h, "Content-Type: application/json");
+	if (h)
+		h = curl_slist_append(headers = h, "Expect:");
+	if (h && kube_auth_header)
+		h = curl_slist_append(headers = h, kube_auth_header);
+	if (h == NULL)
+	{
+		curl_slist_free_all(headers);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	}
+	req->headers = headers = h;
+	kube_check(curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers));
+
+	mrc = curl_multi_add_handle(kube_multi, easy);
+	if (mrc != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not start a Kubernetes API request"),
+				 errdetail_internal("%s", curl_multi_strerror(mrc))));
+	dlist_push_tail(&kube_running, &req->node);
+	kube_nrunning++;
+}
+
+static void
+kube_release_handle(KubeRequest *req)
+{
+	if (req->easy)
+	{
+		curl_multi_remove_handle(kube_multi, req->easy);
+		curl_easy_cleanup(req->easy);
+		req->easy = NULL;
+	}
+	if (req->headers)
+	{
+		curl_slist_free_all(req->headers);
+		req->headers = NULL;
+	}
+}
+
+void
+jobsched_kube_request_free(KubeRequest *req)
+{
+	kube_release_handle(req);
+	free(req->response);
+	req->response = NULL;
+	pfree(req->path);
+	if (req->body)
+		pfree(req->body);
+	pfree(req);
+}
+
+int
+jobsched_kube_in_flight(void)
+{
+	return kube_nrunning;
+}
+
+KubeRequest *
+jobsched_kube_next_done(void)
+{
+	if (dlist_is_empty(&kube_done))
+		return NULL;
+	return dlist_container(KubeRequest, node, dlist_pop_head_node(&kube_done));
+}
+
+/*
+ * Forget every request in flight (error recovery).  Their memory belongs
+ * to the caller, who is resetting it; only libcurl's side is released.
+ */
+void
+jobsched_kube_abandon_all(void)
+{
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &kube_running)
+	{
+		KubeRequest *req = dlist_container(KubeRequest, node, iter.cur);
+
+		dlist_delete(iter.cur);
+		kube_release_handle(req);
+		free(req->response);
+		req->response = NULL;
+	}
+	dlist_foreach_modify(iter, &kube_done)
+	{
+		KubeRequest *req = dlist_container(KubeRequest, node, iter.cur);
+
+		dlist_delete(iter.cur);
+		free(req->response);
+		req->response = NULL;
+	}
+	kube_nrunning = 0;
+}
+
+/* Move finished transfers from libcurl to the done list. */
+static void
+kube_collect_finished(void)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(kube_multi, &left)) != NULL)
+	{
+		KubeRequest *req = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req);
+		if (req == NULL)
+			continue;
+		req->curl_result = msg->data.result;
+		if (req->response_overflow)
+			snprintf(req->curl_error, sizeof(req->curl_error),
+					 "response larger than %d bytes", KUBE_MAX_RESPONSE);
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &req->http_status);
+		kube_release_handle(req);
+		dlist_delete(&req->node);
+		dlist_push_tail(&kube_done, &req->node);
+		kube_nrunning--;
+	}
+}
+
+static void
+kube_rebuild_wait_set(void)
+{
+	int			i;
+
+	if (kube_wait_set)
+		FreeWaitEventSet(kube_wait_set);
+	kube_wait_set = CreateWaitEventSet(TopMemoryContext, kube_nsockets + 2);
+	AddWaitEventToSet(kube_wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(kube_wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (i = 0; i < kube_nsockets; i++)
+	{
+		uint32		events = 0;
+
+		if (kube_sockets[i].what & CURL_POLL_IN)
+			events |= WL_SOCKET_READABLE;
+		if (kube_sockets[i].what & CURL_POLL_OUT)
+			events |= WL_SOCKET_WRITEABLE;
+		AddWaitEventToSet(kube_wait_set, events, kube_sockets[i].fd, NULL,
+						  (void *) (intptr_t) kube_sockets[i].fd);
+	}
+	kube_sockets_changed = false;
+}
+
+/*
+ * Wait for the latch, libcurl's sockets or its timer, at most timeout_ms
+ * (-1: no limit), then let libcurl make progress.  Finished requests are
+ * then available from kube_next_done().  Returns true if the latch was
+ * set (the caller resets it).  Postmaster death exits the process.
+ */
+bool
+jobsched_kube_wait(long timeout_ms, uint32 wait_event_info)
+{
+	WaitEvent	events[64];
+	int			nevents;
+	int			i;
+	bool		latch_set = false;
+	int			running;
+
+	if (kube_timer_deadline >= 0)
+	{
+		int64		until_timer = Max(kube_timer_deadline - kube_now_ms(), 0);
+
+		if (timeout_ms < 0 || until_timer < timeout_ms)
+			timeout_ms = (long) until_timer;
+	}
+
+	if (kube_sockets_changed || kube_wait_set == NULL)
+		kube_rebuild_wait_set();
+
+	nevents = WaitEventSetWait(kube_wait_set, timeout_ms, events,
+							   lengthof(events), wait_event_info);
+
+	for (i = 0; i < nevents; i++)
+	{
+		int			mask = 0;
+
+		if (events[i].events & WL_LATCH_SET)
+		{
+			latch_set = true;
+			continue;
+		}
+		if (events[i].events & WL_SOCKET_READABLE)
+			mask |= CURL_CSELECT_IN;
+		if (events[i].events & WL_SOCKET_WRITEABLE)
+			mask |= CURL_CSELECT_OUT;
+		if (mask != 0)
+			curl_multi_socket_action(kube_multi, (curl_socket_t) (intptr_t) events[i].user_data,
+									 mask, &running);
+	}
+
+	if (kube_timer_deadline >= 0 && kube_timer_deadline <= kube_now_ms())
+	{
+		kube_timer_deadline = -1;
+		curl_multi_socket_action(kube_multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+
+	kube_collect_finished();
+	return latch_set;
+}
+
+/*
+ * The message of a Kubernetes Status error body, or of a plain-text body,
+ * shortened to one line.  palloc'd; NULL if there is none.
+ */
+char *
+jobsched_kube_status_message(const KubeRequest *req)
+{
+	cJSON	   *root;
+	cJSON	   *message;
+	char	   *result = NULL;
+
+	if (req->response == NULL || req->response_len == 0)
+		return NULL;
+
+	root = cJSON_Parse(req->response);
+	if (root != NULL)
+	{
+		message = cJSON_GetObjectItemCaseSensitive(root, "message");
+		if (cJSON_IsString(message) && message->valuestring[0] != '\0')
+			result = pnstrdup(message->valuestring, 1000);
+		cJSON_Delete(root);
+	}
+	else
+	{
+		/* 429 and some proxies answer in plain text */
+		result = pnstrdup(req->response, Min(req->response_len, 1000));
+	}
+	if (result)
+	{
+		char	   *p;
+		int			len;
+
+		for (p = result; *p; p++)
+			if (*p == '\n' || *p == '\r' || *p == '\t')
+				*p = ' ';
+		len = strlen(result);
+		while (len > 0 && result[len - 1] == ' ')
+			result[--len] = '\0';
+	}
+	return result;
+}
+
+/*
+ * One line that says what went wrong with a request that got no usable
+ * answer, or got an error status.  palloc'd.
+ */
+char *
+jobsched_kube_describe_failure(const KubeRequest *req)
+{
+	char	   *message;
+
+	if (req->curl_result != CURLE_OK)
+		return psprintf("could not reach the Kubernetes API at %s: %s",
+						jobsched_kube_url(),
+						req->curl_error[0] ? req->curl_error :
+						curl_easy_strerror((CURLcode) req->curl_result));
+
+	message = jobsched_kube_status_message(req);
+	if (message)
+		return psprintf("Kubernetes API answered %ld: %s", req->http_status, message);
+	return psprintf("Kubernetes API answered %ld", req->http_status);
+}

@@ -1,0 +1,110 @@
+/*-------------------------------------------------------------------------
+ *
+ * wake.c
+ *	  The doorbell: the trigger function that wakes the worker when a row
+ *	  needs it, by NOTIFY or by setting the worker's latch at commit.
+ *
+ *	  NOTIFY takes a cluster-wide lock at commit, held through the WAL
+ *	  flush, so notifying commits run one at a time.  The latch mode keeps
+ *	  a flag per transaction instead and sets the worker's latch from a
+ *	  commit callback, once the rows are visible; it takes no lock.  Either
+ *	  way a wake-up only says "rescan": the worker never relies on it
+ *	  carrying anything, so none can be lost or double-counted.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/async.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+
+#include "jobsched.h"
+
+PG_FUNCTION_INFO_V1(jobsched_wake_worker);
+
+/* true in the worker: its own updates must not wake itself */
+static bool wake_in_worker = false;
+
+/* latch mode: this transaction queued work, set the latch at commit */
+static bool wake_at_commit = false;
+
+void
+jobsched_wake_mark_worker_process(void)
+{
+	wake_in_worker = true;
+}
+
+static void
+wake_set_worker_latch(void)
+{
+	int			procno;
+
+	SpinLockAcquire(&jobsched_shared->mutex);
+	procno = jobsched_shared->worker_procno;
+	SpinLockRelease(&jobsched_shared->mutex);
+
+	/*
+	 * A stale procno (the worker just exited) sets some other process's
+	 * latch: a spurious wake-up, which every latch user tolerates.
+	 */
+	if (procno >= 0 && procno < (int) ProcGlobal->allProcCount)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+static void
+wake_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (wake_at_commit)
+			{
+				wake_at_commit = false;
+				wake_set_worker_latch();
+			}
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* a prepared transaction is found by the poll */
+			wake_at_commit = false;
+			break;
+		default:
+			break;
+	}
+}
+
+void
+jobsched_wake_init(void)
+{
+	RegisterXactCallback(wake_xact_callback, NULL);
+}
+
+/*
+ * Trigger function on jobsched.jobs.  The triggers' WHEN clauses already
+ * limit it to rows that need the worker; duplicate NOTIFYs within one
+ * transaction are folded by PostgreSQL.
+ */
+Datum
+jobsched_wake_worker(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("jobsched.wake_worker() must be called as a trigger")));
+
+	if (wake_in_worker || jobsched_shared == NULL)
+		return PointerGetDatum(NULL);
+
+	if (jobsched_wake_mode == JOBSCHED_WAKE_LATCH)
+		wake_at_commit = true;
+	else
+		Async_Notify(jobsched_channel, NULL);
+
+	return PointerGetDatum(NULL);
+}
