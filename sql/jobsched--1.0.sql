@@ -41,7 +41,7 @@ CREATE TABLE jobsched.job_types (
 		CHECK (coalesce(template ->> 'apiVersion', 'batch/v1') = 'batch/v1'
 			   AND coalesce(template ->> 'kind', 'Job') = 'Job')
 		CONSTRAINT template_has_pod_template
-		CHECK (jsonb_typeof(template -> 'spec' -> 'template') = 'object'),
+		CHECK (coalesce(jsonb_typeof(template -> 'spec' -> 'template') = 'object', false)),
 	namespace text
 		CONSTRAINT namespace_is_dns_label
 		CHECK (namespace ~ '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' AND length(namespace) <= 63),
