@@ -54,6 +54,11 @@ typedef struct JobschedShared
 	pid_t		worker_pid;		/* 0 when no worker runs */
 	int			worker_procno;	/* its PGPROC index, for SetLatch; -1 if none */
 	bool		listening;
+	/* the settings as the worker last loaded them */
+	TimestampTz config_loaded_at;
+	bool		enabled;
+	int			wake_mode;
+	char		namespace[64];
 	int			in_flight;
 	uint64		jobs_submitted;
 	uint64		api_requests;
@@ -73,6 +78,7 @@ extern void jobsched_shmem_request(void);
 extern void jobsched_shmem_startup(void);
 extern void jobsched_shmem_set_error(const char *message);
 extern void jobsched_shmem_set_worker(pid_t pid, int procno);
+extern void jobsched_shmem_publish_config(void);
 
 /* wake-up (wake.c) */
 extern void jobsched_wake_init(void);

@@ -149,6 +149,7 @@ typedef struct RenderState
 static bool render_run(RenderState *st);
 static cJSON *render_parse(RenderState *st, const char *text,
 						   const char *what);
+static bool render_too_deep(const char *text);
 static bool render_check_member(RenderState *st, const char *key,
 								const char *expected);
 static void render_keep_numbers(cJSON *node, RenderCursor *cur);
@@ -214,8 +215,9 @@ jobsched_render_job(const JobschedRenderInput *in, char **error)
 	*error = NULL;
 
 	/*
-	 * The state is palloc'd rather than a local so that the pointer does not
-	 * change after PG_TRY's setjmp and needs no volatile qualifier.
+	 * The state lives in palloc'd memory behind a pointer that never changes
+	 * after PG_TRY's setjmp, so PG_FINALLY reads what render_run() stored in
+	 * it without any volatile qualifiers.
 	 */
 	st = palloc0(sizeof(RenderState));
 	st->in = in;
@@ -305,9 +307,9 @@ render_run(RenderState *st)
  * On failure sets st->error, naming the input as "what", and returns NULL.
  * Trailing text after the value is rejected.  The byte offset of a syntax
  * error is reported, never the text around it (params may be secret).
- * Note that cJSON also refuses nesting deeper than CJSON_NESTING_LIMIT
- * (1000) and reports running out of memory as a syntax error; neither can
- * be told apart from invalid JSON here.
+ * cJSON refuses nesting deeper than CJSON_NESTING_LIMIT, which jsonb
+ * allows, so that gets its own message.  cJSON also reports running out of
+ * memory as a syntax error, which cannot be told apart here.
  */
 static cJSON *
 render_parse(RenderState *st, const char *text, const char *what)
@@ -320,7 +322,10 @@ render_parse(RenderState *st, const char *text, const char *what)
 	{
 		size_t		textlen = strlen(text);
 
-		if (end != NULL && end >= text && end <= text + textlen)
+		if (render_too_deep(text))
+			st->error = psprintf("%s is nested more than %d levels deep",
+								 what, CJSON_NESTING_LIMIT);
+		else if (end != NULL && end >= text && end <= text + textlen)
 			st->error = psprintf("%s is not valid JSON (error near byte %zu)",
 								 what, (size_t) (end - text));
 		else
@@ -342,6 +347,41 @@ render_parse(RenderState *st, const char *text, const char *what)
 }
 
 /*
+ * render_too_deep
+ *		Does JSON text nest arrays and objects deeper than cJSON accepts?
+ *
+ * Only called once parsing has failed, to explain why.
+ */
+static bool
+render_too_deep(const char *text)
+{
+	const char *p;
+	int			depth = 0;
+
+	for (p = text; *p != '\0'; p++)
+	{
+		if (*p == '"')
+		{
+			for (p++; *p != '"' && *p != '\0'; p++)
+			{
+				if (*p == '\\' && p[1] != '\0')
+					p++;
+			}
+			if (*p == '\0')
+				break;
+		}
+		else if (*p == '[' || *p == '{')
+		{
+			if (++depth > CJSON_NESTING_LIMIT)
+				return true;
+		}
+		else if (*p == ']' || *p == '}')
+			depth--;
+	}
+	return false;
+}
+
+/*
  * render_check_member
  *		If the template has top-level member "key", it must be the string
  *		"expected".
@@ -355,13 +395,13 @@ render_check_member(RenderState *st, const char *key, const char *expected)
 		return true;
 	if (!cJSON_IsString(item) || item->valuestring == NULL)
 	{
-		st->error = psprintf("template %s must be the string \"%s\", not %s",
+		st->error = psprintf("template \"%s\" must be the string \"%s\", not %s",
 							 key, expected, render_type_name(item));
 		return false;
 	}
 	if (strcmp(item->valuestring, expected) != 0)
 	{
-		st->error = psprintf("template %s must be \"%s\", not %s",
+		st->error = psprintf("template \"%s\" must be \"%s\", not %s",
 							 key, expected,
 							 render_quote(item->valuestring,
 										  strlen(item->valuestring)));
@@ -1228,7 +1268,8 @@ render_new_key(const char *key)
 
 /*
  * render_path_text
- *		Spell out a template path, as in spec.template.spec.containers[0].args[1].
+ *		Spell out a template path, such as
+ *		spec.template.spec.containers[0].args[1].
  *
  * Members whose names are not simple identifiers are written ["like.this"],
  * so label keys stay unambiguous.

@@ -40,6 +40,7 @@ typedef struct JobschedRenderInput
  *
  * Out of memory (in palloc or in cJSON) is not the job's fault and is raised
  * as an ERROR like anywhere else in the backend; no cJSON memory leaks then.
+ * So is a NULL pointer in *in, which is a bug in the caller.
  */
 extern char *jobsched_render_job(const JobschedRenderInput *in, char **error);
 

@@ -67,9 +67,26 @@ jobsched_shmem_set_worker(pid_t pid, int procno)
 	if (pid == 0)
 	{
 		jobsched_shared->listening = false;
+		jobsched_shared->config_loaded_at = 0;
 		jobsched_shared->in_flight = 0;
 	}
 	SpinLockRelease(&jobsched_shared->mutex);
+}
+
+/* Show the settings the worker now works with (after start and SIGHUP). */
+void
+jobsched_shmem_publish_config(void)
+{
+	char	   *namespace = jobsched_guc_namespace();
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&jobsched_shared->mutex);
+	jobsched_shared->enabled = jobsched_enabled;
+	jobsched_shared->wake_mode = jobsched_wake_mode;
+	strlcpy(jobsched_shared->namespace, namespace, sizeof(jobsched_shared->namespace));
+	jobsched_shared->config_loaded_at = now;
+	SpinLockRelease(&jobsched_shared->mutex);
+	pfree(namespace);
 }
 
 static Datum
@@ -84,8 +101,9 @@ jobsched_worker_state(PG_FUNCTION_ARGS)
 {
 	JobschedShared copy;
 	TupleDesc	tupdesc;
-	Datum		values[16];
-	bool		nulls[16];
+	Datum		values[18];
+	bool		nulls[18];
+	bool		running;
 	int			i = 0;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -100,12 +118,21 @@ jobsched_worker_state(PG_FUNCTION_ARGS)
 	memcpy(&copy, jobsched_shared, sizeof(JobschedShared));
 	SpinLockRelease(&jobsched_shared->mutex);
 
+	/* the worker's own view of the settings while it runs, else ours */
+	running = (copy.worker_pid != 0 && copy.config_loaded_at != 0);
 	memset(nulls, 0, sizeof(nulls));
 	nulls[i] = (copy.worker_pid == 0);
 	values[i++] = Int32GetDatum(copy.worker_pid);
 	values[i++] = BoolGetDatum(copy.listening);
-	values[i++] = BoolGetDatum(jobsched_enabled);
-	values[i++] = CStringGetTextDatum(jobsched_wake_mode_name(jobsched_wake_mode));
+	values[i++] = BoolGetDatum(running ? copy.enabled : jobsched_enabled);
+	values[i++] = CStringGetTextDatum(jobsched_wake_mode_name(running ? copy.wake_mode :
+															  jobsched_wake_mode));
+	if (running)
+		values[i++] = CStringGetTextDatum(copy.namespace);
+	else
+		values[i++] = CStringGetTextDatum(jobsched_guc_namespace());
+	values[i] = shmem_timestamp_or_null(copy.config_loaded_at, &nulls[i]);
+	i++;
 	values[i++] = CStringGetTextDatum(jobsched_instance_id());
 	values[i++] = Int32GetDatum(copy.in_flight);
 	values[i++] = Int64GetDatum((int64) copy.jobs_submitted);

@@ -119,6 +119,7 @@ worker_reload(void)
 	ProcessConfigFile(PGC_SIGHUP);
 	jobsched_kube_configure();
 	worker_listen();
+	jobsched_shmem_publish_config();
 	jobsched_dispatch_wake();
 }
 
@@ -205,6 +206,7 @@ jobsched_worker_main(Datum main_arg)
 											ALLOCSET_DEFAULT_SIZES);
 	jobsched_dispatch_init();
 	jobsched_kube_init();
+	jobsched_shmem_publish_config();
 
 	ereport(LOG,
 			(errmsg("jobsched worker started for database \"%s\"", jobsched_database),
