@@ -1,0 +1,66 @@
+"""End-to-end fixtures: a real PostgreSQL 15 with jobsched preloaded, and the
+Kubernetes API test server (test/kube-api) on loopback with a fresh CA.
+
+Both are started once per session.  Each test starts from an empty queue,
+an empty API server and the default settings.
+"""
+import json
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from harness import JOB_TEMPLATE, KubeApi, Postgres
+
+@pytest.fixture(scope="session")
+def workdir():
+    d = tempfile.mkdtemp(prefix="jobsched-e2e-")
+    yield d
+    if os.environ.get("JOBSCHED_KEEP_TMP"):
+        print("kept", d)
+    else:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def api(workdir):
+    server = KubeApi(workdir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(workdir, api):
+    cluster = Postgres(workdir, api)
+    yield cluster
+    cluster.stop()
+
+
+SETTINGS_TESTS_CHANGE = ["enabled", "wake_mode", "namespace", "max_attempts",
+                         "max_in_flight", "batch_size", "kube_api_url", "channel"]
+
+
+@pytest.fixture
+def pg(pg_cluster, api):
+    """The cluster, with an empty queue, default settings and a clean API server."""
+    pg = pg_cluster
+    pg.conn.close()
+    pg.conn = pg.connect()
+    changed = pg.query("SELECT name FROM pg_file_settings WHERE name LIKE 'jobsched.%%'"
+                       " AND sourcefile LIKE '%%postgresql.auto.conf'")
+    if changed:
+        pg.set_config(**{name.split(".", 1)[1]: None for (name,) in changed})
+    pg.wait_worker()
+    api.reset()
+    pg.execute("TRUNCATE jobsched.jobs, jobsched.job_types")
+    pg.execute("INSERT INTO jobsched.job_types (name, template) VALUES ('echo', %s)",
+               (json.dumps(JOB_TEMPLATE),))
+    yield pg
+    violations = api.violations()
+    assert violations == [], f"the API server saw bodies that violate the schema: {violations}"
+
+
+def submit(pg, params=None, job_type="echo"):
+    return pg.value("SELECT jobsched.submit(%s, %s)",
+                    (job_type, json.dumps(params if params is not None else {"args": ["hi"]})))

@@ -1,0 +1,347 @@
+"""From an INSERT to a Kubernetes Job: the worker against the API test server."""
+import json
+import os
+import signal
+import time
+
+import psycopg2
+import pytest
+
+from conftest import submit
+from harness import NAMESPACE, TOKEN, wait_for
+
+
+def test_worker_runs_and_listens(pg):
+    st = pg.status()
+    assert st["worker_pid"] is not None
+    assert st["listening"] is True
+    assert st["enabled"] is True
+    assert st["namespace"] == NAMESPACE
+
+
+def test_pending_to_submitted_with_exactly_the_expected_body(pg, api):
+    job_id = submit(pg, {"args": ["echo", "hello"]})
+    expected = pg.value("SELECT jobsched.render(%s)", (job_id,))
+    row = pg.wait_state(job_id, "submitted")
+
+    creates = api.creates()
+    assert len(creates) == 1
+    post = creates[0]
+    assert post["path"] == f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"
+    assert post["query"].get("fieldValidation") == "Strict"
+    assert post["token_ok"] is True
+    assert post["body"] == expected
+
+    body = post["body"]
+    name = pg.value("SELECT jobsched.job_name('echo', %s)", (job_id,))
+    assert body["metadata"]["name"] == name
+    assert body["metadata"]["namespace"] == NAMESPACE
+    instance = pg.status()["instance"]
+    for labels in (body["metadata"]["labels"], body["spec"]["template"]["metadata"]["labels"]):
+        assert labels["app.kubernetes.io/managed-by"] == "jobsched"
+        assert labels["jobsched.io/job-id"] == str(job_id)
+        assert labels["jobsched.io/type"] == "echo"
+        assert labels["jobsched.io/instance"] == instance
+    assert body["spec"]["template"]["spec"]["containers"][0]["args"] == ["echo", "hello"]
+
+    stored = {j["metadata"]["name"]: j for j in api.jobs()}
+    assert row["k8s_name"] == name
+    assert row["k8s_namespace"] == NAMESPACE
+    assert row["k8s_uid"] == stored[name]["metadata"]["uid"]
+    assert row["submitted_at"] is not None
+    assert row["attempts"] == 1
+    assert pg.status()["last_api_success_at"] is not None
+
+
+def test_100_jobs_in_one_transaction_are_each_submitted_once(pg, api):
+    with pg.conn.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("INSERT INTO jobsched.jobs (type, params)"
+                    " SELECT 'echo', jsonb_build_object('args', jsonb_build_array(g::text))"
+                    " FROM generate_series(1, 100) g")
+        cur.execute("COMMIT")
+    wait_for("100 jobs submitted",
+             lambda: pg.value("SELECT count(*) FROM jobsched.jobs WHERE state = 'submitted'") == 100)
+    creates = api.creates()
+    names = [r["body"]["metadata"]["name"] for r in creates]
+    assert len(names) == 100
+    assert len(set(names)) == 100
+    assert sorted(names) == sorted(r[0] for r in pg.query("SELECT k8s_name FROM jobsched.jobs"))
+    assert len(api.jobs()) == 100
+
+
+def test_api_down_then_back(pg, api):
+    pg.set_config(kube_api_url="https://127.0.0.1:1")
+    ids = [submit(pg) for _ in range(5)]
+    wait_for("attempts while the API is down",
+             lambda: all(j["attempts"] >= 1 and j["state"] == "pending" for j in pg.jobs()))
+    job = pg.job(ids[0])
+    assert "could not reach the Kubernetes API" in job["last_error"]
+    assert job["retryable_failures"] >= 1
+    st = pg.status()
+    assert "could not reach" in st["last_error"]
+    assert api.creates() == []
+
+    pg.set_config(kube_api_url=None)
+    for job_id in ids:
+        pg.wait_state(job_id, "submitted")
+    names = [r["body"]["metadata"]["name"] for r in api.creates()]
+    assert len(names) == len(set(names)) == 5
+
+
+def test_429_storm_honours_retry_after(pg, api):
+    api.fault(mode="429", retry_after=1, count=5, methods=["POST"])
+    ids = [submit(pg) for _ in range(10)]
+    for job_id in ids:
+        pg.wait_state(job_id, "submitted", timeout=30)
+    posts = api.creates()
+    rejected = [r for r in posts if r["status"] == 429]
+    assert len(rejected) == 5
+    # after a 429 with Retry-After: 1, nothing was sent for a second
+    for r in rejected:
+        later = [p for p in posts if p["seq"] > r["seq"]]
+        if later:
+            assert later[0]["ts"] - r["ts"] >= 950, "a request came before Retry-After elapsed"
+    created = [r["body"]["metadata"]["name"] for r in posts if r["status"] == 201]
+    assert len(created) == len(set(created)) == 10
+    assert sum(j["attempts"] for j in pg.jobs()) == len(posts)
+
+
+def test_wrong_token_then_right_token_without_restart(pg, api):
+    pid = pg.worker_pid()
+    api.write_token("not-the-token")
+    job_id = submit(pg)
+    wait_for("a 401", lambda: (pg.job(job_id)["last_error"] or "").find("401") >= 0)
+    job = pg.job(job_id)
+    assert job["state"] == "pending"
+    assert job["retryable_failures"] == 0, "credential errors never count toward failing"
+    assert [r["status"] for r in api.creates()][0] == 401
+
+    api.write_token(TOKEN)
+    pg.wait_state(job_id, "submitted", timeout=30)
+    assert pg.worker_pid() == pid
+    assert api.creates()[-1]["token_ok"] is True
+
+
+def test_forbidden_and_missing_namespace_keep_jobs_pending(pg, api):
+    api.call("PUT", "/namespaces", {"namespaces": ["default"]})
+    job_id = submit(pg)
+    wait_for("a 404 for the namespace", lambda: "404" in (pg.job(job_id)["last_error"] or ""))
+    assert pg.job(job_id)["state"] == "pending"
+    api.call("PUT", "/namespaces", {"namespaces": ["default", NAMESPACE]})
+    pg.wait_state(job_id, "submitted", timeout=30)
+
+    api.call("PUT", "/tokens", {"tokens": [TOKEN], "forbidden": [TOKEN]})
+    job_id = submit(pg)
+    wait_for("a 403", lambda: "403" in (pg.job(job_id)["last_error"] or ""))
+    assert pg.job(job_id)["state"] == "pending"
+    api.call("PUT", "/tokens", {"tokens": [TOKEN], "forbidden": []})
+    pg.wait_state(job_id, "submitted", timeout=30)
+
+
+def test_missing_param_fails_the_job_without_a_request(pg, api):
+    job_id = submit(pg, {"not_args": 1})
+    job = pg.wait_state(job_id, "failed")
+    assert 'missing param "args"' in job["last_error"]
+    assert job["finished_at"] is not None
+    assert api.creates() == []
+
+
+def test_rejected_manifest_fails_with_the_api_message(pg, api):
+    bad = {"apiVersion": "batch/v1", "kind": "Job",
+           "spec": {"template": {"spec": {"restartPolicy": "Always",
+                                          "containers": [{"name": "x", "image": "busybox"}]}}}}
+    pg.execute("INSERT INTO jobsched.job_types (name, template) VALUES ('always', %s)",
+               (json.dumps(bad),))
+    job_id = submit(pg, {}, job_type="always")
+    job = pg.wait_state(job_id, "failed")
+    assert "422" in job["last_error"]
+    assert "restartPolicy" in job["last_error"]
+
+    typo = {"apiVersion": "batch/v1", "kind": "Job",
+            "spec": {"backofLimit": 3, "template": {"spec": {"restartPolicy": "Never",
+                     "containers": [{"name": "x", "image": "busybox"}]}}}}
+    pg.execute("INSERT INTO jobsched.job_types (name, template) VALUES ('typo', %s)",
+               (json.dumps(typo),))
+    job_id = submit(pg, {}, job_type="typo")
+    job = pg.wait_state(job_id, "failed")
+    assert "400" in job["last_error"]
+    assert "backofLimit" in job["last_error"]
+    api.call("DELETE", "/violations")
+
+
+def test_conflict_with_our_own_job_counts_as_submitted(pg, api):
+    job_id = submit(pg)
+    pg.wait_state(job_id, "submitted")
+    uid = pg.job(job_id)["k8s_uid"]
+    # as after a crash between the create and the record: the row is pending again
+    pg.execute("UPDATE jobsched.jobs SET state = 'pending' WHERE id = %s", (job_id,))
+    row = pg.wait_state(job_id, "submitted")
+    assert row["k8s_uid"] == uid
+    statuses = [r["status"] for r in api.requests() if "/jobs" in r["path"]]
+    assert statuses == [201, 409, 200]
+    assert len(api.jobs()) == 1
+
+
+def test_conflict_with_someone_elses_job_fails(pg, api):
+    job_id = pg.value("SELECT nextval(pg_get_serial_sequence('jobsched.jobs', 'id'))") + 1
+    name = pg.value("SELECT jobsched.job_name('echo', %s)", (job_id,))
+    api.call("POST", "/objects", {"kind": "Job", "object": {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"team": "other"}},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+                                       "containers": [{"name": "x", "image": "busybox"}]}}}}})
+    assert submit(pg) == job_id
+    job = pg.wait_state(job_id, "failed")
+    assert "already exists" in job["last_error"]
+    assert "not created by this job" in job["last_error"]
+
+
+def test_transient_errors_fail_the_job_after_max_attempts(pg, api):
+    pg.set_config(max_attempts=3)
+    api.fault(mode="status", status=503)
+    job_id = submit(pg)
+    job = pg.wait_state(job_id, "failed", timeout=30)
+    assert job["attempts"] == 3
+    assert "gave up after 3 attempts" in job["last_error"]
+    assert "503" in job["last_error"]
+
+
+def test_sighup_changes_a_setting_live(pg, api):
+    pid = pg.worker_pid()
+    pg.set_config(namespace="jobsched-other")
+    assert pg.status()["namespace"] == "jobsched-other"
+    job_id = submit(pg)
+    row = pg.wait_state(job_id, "submitted")
+    assert row["k8s_namespace"] == "jobsched-other"
+    assert api.creates()[0]["path"] == "/apis/batch/v1/namespaces/jobsched-other/jobs"
+    assert pg.worker_pid() == pid
+
+
+def test_disabled_worker_submits_nothing_until_enabled(pg, api):
+    pg.set_config(enabled="off")
+    job_id = submit(pg)
+    # a NOTIFY is a doorbell: ring it and give the worker a full pass
+    pg.execute("NOTIFY job_scheduler")
+    pg.set_config(max_in_flight=8)
+    assert pg.job(job_id)["state"] == "pending"
+    assert api.creates() == []
+    pg.set_config(enabled="on")
+    pg.wait_state(job_id, "submitted")
+
+
+@pytest.mark.parametrize("mode", ["notify", "latch"])
+def test_each_wake_mode_wakes_the_worker(pg, api, mode):
+    pg.set_config(wake_mode=mode)
+    assert pg.status()["wake_mode"] == mode
+    wait_for("this session to see the mode",
+             lambda: pg.value("SHOW jobsched.wake_mode") == mode)
+    # poll_interval is an hour: only the wake-up can get these submitted
+    for _ in range(3):
+        pg.wait_state(submit(pg), "submitted", timeout=10)
+
+
+def test_manual_notify_wakes_the_worker(pg, api):
+    pg.set_config(wake_mode="latch")
+    wait_for("this session to see the mode",
+             lambda: pg.value("SHOW jobsched.wake_mode") == "latch")
+    # a row the trigger does not see: the owner inserting it with a trigger disabled
+    pg.execute("ALTER TABLE jobsched.jobs DISABLE TRIGGER jobs_wake_worker_on_insert")
+    try:
+        job_id = submit(pg)
+    finally:
+        pg.execute("ALTER TABLE jobsched.jobs ENABLE TRIGGER jobs_wake_worker_on_insert")
+    pg.execute("NOTIFY job_scheduler")
+    pg.wait_state(job_id, "submitted")
+
+
+def test_notify_queue_stays_drained(pg, api):
+    pg.set_config(wake_mode="notify", enabled="off")
+    payload = "x" * 7000
+    with pg.conn.cursor() as cur:
+        for _ in range(3000):
+            cur.execute("SELECT pg_notify('job_scheduler', %s)", (payload,))
+    for _ in range(200):
+        submit(pg)
+    # 21 MB went through the queue; the worker is its only listener
+    wait_for("the notification queue to be drained",
+             lambda: pg.value("SELECT pg_notification_queue_usage()") < 0.0002, timeout=20)
+    assert pg.status()["listening"] is True
+
+
+def test_kill_9_mid_batch_loses_and_duplicates_nothing(pg, api):
+    api.call("PUT", "/latency", {"ms": 20})
+    with pg.conn.cursor() as cur:
+        cur.execute("INSERT INTO jobsched.jobs (type, params)"
+                    " SELECT 'echo', '{\"args\": []}' FROM generate_series(1, 300)")
+    wait_for("some jobs submitted",
+             lambda: pg.value("SELECT count(*) FROM jobsched.jobs WHERE state = 'submitted'") >= 20)
+    pid = pg.worker_pid()
+    os.kill(pid, signal.SIGKILL)
+    # the postmaster restarts every backend after a crash: reconnect
+    def reconnected():
+        try:
+            pg.conn = pg.connect()
+            return pg.value("SELECT worker_pid FROM jobsched.status WHERE listening")
+        except psycopg2.Error:
+            return None
+    new_pid = wait_for("the worker to come back", reconnected, timeout=60, interval=0.2)
+    assert new_pid != pid
+    wait_for("all 300 submitted",
+             lambda: pg.value("SELECT count(*) FROM jobsched.jobs WHERE state = 'submitted'") == 300,
+             timeout=60)
+    stored = api.jobs()
+    assert len(stored) == 300
+    assert len({j["metadata"]["name"] for j in stored}) == 300
+    uids = {j["metadata"]["name"]: j["metadata"]["uid"] for j in stored}
+    for job in pg.jobs():
+        assert uids[job["k8s_name"]] == job["k8s_uid"]
+
+
+def test_sigterm_stops_the_worker_within_a_second_mid_request(pg, api):
+    api.fault(mode="hang", methods=["POST"])
+    job_id = submit(pg)
+    wait_for("a request in flight", lambda: pg.status()["in_flight"] == 1)
+    pid = pg.worker_pid()
+    started = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+
+    def gone():
+        try:
+            os.kill(pid, 0)
+            return False
+        except ProcessLookupError:
+            return True
+    wait_for("the worker to exit", gone, timeout=1.0, interval=0.01)
+    assert time.monotonic() - started < 1.0
+    api.fault(mode="none")
+    pg.wait_worker(timeout=30)
+    pg.wait_state(job_id, "submitted", timeout=30)
+    assert len(api.jobs()) == 1
+
+
+def test_status_answers_while_the_api_is_down(pg, api):
+    api.fault(mode="drop")
+    job_id = submit(pg)
+    wait_for("a failed attempt", lambda: pg.job(job_id)["attempts"] >= 1)
+    st = pg.status()
+    assert st["worker_pid"] is not None
+    assert st["pending"] == 1
+    assert st["last_error"] is not None and st["last_error_at"] is not None
+    api.fault(mode="none")
+    pg.wait_state(job_id, "submitted", timeout=30)
+
+
+def test_the_token_never_leaks(pg, api):
+    # provoke errors of every kind first
+    api.write_token("wrong-token-value")
+    job_id = submit(pg)
+    wait_for("a 401", lambda: "401" in (pg.job(job_id)["last_error"] or ""))
+    api.write_token(TOKEN)
+    pg.wait_state(job_id, "submitted", timeout=30)
+    for secret in (TOKEN, "wrong-token-value"):
+        assert secret not in pg.server_log()
+        for row in pg.query("SELECT last_error FROM jobsched.jobs"):
+            assert secret not in (row[0] or "")
+        assert secret not in json.dumps(pg.status(), default=str)
+        assert secret not in json.dumps(api.requests())
