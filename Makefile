@@ -30,3 +30,6 @@ REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=./tmp_check \
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# every object depends on the headers (PGXS tracks no header dependencies)
+$(OBJS): $(wildcard src/*.h)
