@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from harness import JOB_TEMPLATE, KubeApi, Postgres
+from harness import JOB_TEMPLATE, KubeApi, Postgres, wait_for
 
 @pytest.fixture(scope="session")
 def workdir():
@@ -47,13 +47,16 @@ def pg(pg_cluster, api):
     pg = pg_cluster
     pg.conn.close()
     pg.conn = pg.connect()
+    # empty the queue first, so restoring settings does not set old rows going
+    pg.execute("TRUNCATE jobsched.jobs, jobsched.job_types")
     changed = pg.query("SELECT name FROM pg_file_settings WHERE name LIKE 'jobsched.%%'"
                        " AND sourcefile LIKE '%%postgresql.auto.conf'")
     if changed:
         pg.set_config(**{name.split(".", 1)[1]: None for (name,) in changed})
     pg.wait_worker()
+    api.fault(mode="none")
+    wait_for("requests of earlier tests to finish", lambda: pg.status()["in_flight"] == 0)
     api.reset()
-    pg.execute("TRUNCATE jobsched.jobs, jobsched.job_types")
     pg.execute("INSERT INTO jobsched.job_types (name, template) VALUES ('echo', %s)",
                (json.dumps(JOB_TEMPLATE),))
     yield pg
