@@ -12,6 +12,9 @@ OBJS = \
 	src/queue.o \
 	src/kube.o \
 	src/dispatch.o \
+	src/sync.o \
+	src/cancel.o \
+	src/cleanup.o \
 	src/worker.o
 DATA = sql/jobsched--1.0.sql
 PGFILEDESC = "jobsched - Kubernetes Jobs from a PostgreSQL queue table"

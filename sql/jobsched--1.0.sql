@@ -88,6 +88,7 @@ CREATE TABLE jobsched.jobs (
 	retry_at timestamptz,
 	last_error text,
 	cancel_requested_at timestamptz,
+	k8s_deleted_at timestamptz,
 	created_at timestamptz NOT NULL DEFAULT now(),
 	submitted_at timestamptz,
 	started_at timestamptz,
@@ -100,6 +101,8 @@ COMMENT ON COLUMN jobsched.jobs.attempts IS
 'Number of times the worker tried to create the Job';
 COMMENT ON COLUMN jobsched.jobs.retryable_failures IS
 'Attempts that failed for transient reasons (network, 5xx, 429); the job fails after jobsched.max_attempts of them';
+COMMENT ON COLUMN jobsched.jobs.k8s_deleted_at IS
+'When jobsched deleted the Kubernetes Job (cancel or cleanup)';
 COMMENT ON COLUMN jobsched.jobs.retry_at IS
 'A pending job is not tried again before this time (backoff)';
 
@@ -109,6 +112,9 @@ CREATE INDEX jobs_pending_idx ON jobsched.jobs (priority DESC, id)
 /* Rows whose Job is alive, for status sync, cancellation and crash recovery. */
 CREATE INDEX jobs_active_idx ON jobsched.jobs (state, type)
 	WHERE state IN ('claimed', 'submitted', 'running');
+/* Cancel requests the worker has yet to carry out. */
+CREATE INDEX jobs_cancel_requested_idx ON jobsched.jobs (id)
+	WHERE cancel_requested_at IS NOT NULL AND state IN ('claimed', 'submitted', 'running');
 /* Finished rows by age, for purge(). */
 CREATE INDEX jobs_finished_at_idx ON jobsched.jobs (finished_at)
 	WHERE finished_at IS NOT NULL;

@@ -73,6 +73,7 @@ typedef struct JobschedBatch
 } JobschedBatch;
 
 static MemoryContext dispatch_cxt = NULL;
+static int	dispatch_in_flight = 0;	/* our requests (not watches etc.) */
 static dlist_head dispatch_batches = DLIST_STATIC_INIT(dispatch_batches);
 static JobschedBatch *dispatch_current = NULL;
 
@@ -129,6 +130,7 @@ jobsched_dispatch_reset(void)
 		MemoryContextDelete(batch->cxt);
 	}
 	dispatch_current = NULL;
+	dispatch_in_flight = 0;
 	dispatch_noutcomes = 0;
 	dispatch_ready = false;
 	dispatch_next_ready_check = 0;
@@ -161,7 +163,7 @@ dispatch_stats(int requests, int errors, int submitted, bool api_ok)
 	jobsched_shared->jobs_submitted += submitted;
 	if (api_ok)
 		jobsched_shared->last_api_success_at = now;
-	jobsched_shared->in_flight = jobsched_kube_in_flight();
+	jobsched_shared->in_flight = dispatch_in_flight;
 	jobsched_shared->paused_until = dispatch_paused_until;
 	SpinLockRelease(&jobsched_shared->mutex);
 }
@@ -296,6 +298,7 @@ dispatch_start(JobschedJob *job, KubeMethod method, const char *path,
 
 	MemoryContextSwitchTo(old);
 	jobsched_kube_request_start(req);
+	dispatch_in_flight++;
 }
 
 /* Render a claimed job and start its create; a bad template fails it. */
@@ -367,6 +370,7 @@ dispatch_create_done(KubeRequest *req)
 	JobschedJob *job = (JobschedJob *) req->owner;
 	long		status = req->http_status;
 
+	dispatch_in_flight--;
 	if (req->curl_result == 0 && status >= 200 && status < 300)
 	{
 		cJSON	   *root = req->response ? cJSON_Parse(req->response) : NULL;
@@ -397,6 +401,7 @@ dispatch_lookup_done(KubeRequest *req)
 	JobschedJob *job = (JobschedJob *) req->owner;
 	long		status = req->http_status;
 
+	dispatch_in_flight--;
 	if (req->curl_result == 0 && status == 200)
 	{
 		cJSON	   *root = req->response ? cJSON_Parse(req->response) : NULL;
@@ -607,7 +612,7 @@ jobsched_dispatch_run(void)
 				dispatch_current->next_unstarted >= dispatch_current->njobs)
 			{
 				if (!dispatch_work_maybe ||
-					jobsched_kube_in_flight() >= jobsched_max_in_flight)
+					dispatch_in_flight >= jobsched_max_in_flight)
 					break;
 				dispatch_current = NULL;
 				dispatch_claim();
@@ -615,15 +620,15 @@ jobsched_dispatch_run(void)
 					break;
 			}
 			while (dispatch_current->next_unstarted < dispatch_current->njobs &&
-				   jobsched_kube_in_flight() < jobsched_max_in_flight)
+				   dispatch_in_flight < jobsched_max_in_flight)
 				dispatch_send(&dispatch_current->jobs[dispatch_current->next_unstarted++]);
-			if (jobsched_kube_in_flight() >= jobsched_max_in_flight)
+			if (dispatch_in_flight >= jobsched_max_in_flight)
 				break;
 		}
 	}
 
 	if (dispatch_noutcomes >= DISPATCH_FLUSH_COUNT ||
-		(dispatch_noutcomes > 0 && jobsched_kube_in_flight() == 0) ||
+		(dispatch_noutcomes > 0 && dispatch_in_flight == 0) ||
 		(dispatch_noutcomes > 0 &&
 		 TimestampDifferenceExceeds(dispatch_first_outcome_at, now, DISPATCH_FLUSH_MS)))
 		dispatch_flush();
@@ -633,7 +638,7 @@ jobsched_dispatch_run(void)
 	/* when to come back */
 	now = GetCurrentTimestamp();
 	if (dispatch_work_maybe && dispatch_paused_until == 0 && jobsched_enabled &&
-		jobsched_kube_in_flight() < jobsched_max_in_flight)
+		dispatch_in_flight < jobsched_max_in_flight)
 		return 0;
 	timeout = dispatch_ms_until(now, dispatch_next_poll);
 	if (dispatch_next_retry != 0)

@@ -30,6 +30,8 @@ char	   *jobsched_kube_client_key_file = NULL;
 char	   *jobsched_namespace = NULL;
 int			jobsched_cleanup_age = 8 * 3600;
 int			jobsched_cleanup_interval = 600;
+char	   *jobsched_cleanup_selector = NULL;
+bool		jobsched_cleanup_spare_active = false;
 int			jobsched_poll_interval = 10000;
 int			jobsched_sync_interval = 10000;
 int			jobsched_batch_size = 500;
@@ -192,6 +194,25 @@ jobsched_guc_define(void)
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("jobsched.cleanup_selector",
+							   "Label selector of the Jobs cleanup may delete.",
+							   "Empty means the Jobs this database created (its jobsched.io/instance label); "
+							   "\"*\" means every Job in the namespace.",
+							   &jobsched_cleanup_selector,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("jobsched.cleanup_spare_active",
+							 "Whether cleanup spares Jobs still active at jobsched.cleanup_age.",
+							 "When off, such Jobs are deleted too and their rows say so.",
+							 &jobsched_cleanup_spare_active,
+							 false,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("jobsched.poll_interval",
 							"Safety-net scan for pending jobs when no wake-up came.",

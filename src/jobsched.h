@@ -30,6 +30,8 @@ extern char *jobsched_kube_client_cert_file;
 extern char *jobsched_kube_client_key_file;
 extern char *jobsched_namespace;
 extern int	jobsched_cleanup_age;
+extern char *jobsched_cleanup_selector;
+extern bool jobsched_cleanup_spare_active;
 extern int	jobsched_cleanup_interval;
 extern int	jobsched_poll_interval;
 extern int	jobsched_sync_interval;

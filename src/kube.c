@@ -25,6 +25,7 @@
 
 #include <cJSON.h>
 
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
@@ -35,6 +36,7 @@
 
 #define KUBE_TOKEN_MAX_AGE_MS	60000	/* client-go re-reads once a minute */
 #define KUBE_MAX_SOCKETS		1024
+#define KUBE_EXTRA_CONNECTIONS	8
 #define KUBE_MAX_RESPONSE		(8 * 1024 * 1024)
 #define KUBE_USER_AGENT			"jobsched/1.0"
 
@@ -144,6 +146,8 @@ kube_write_callback(char *data, size_t size, size_t nmemb, void *userp)
 	if (req->response_len + len + 1 > req->response_cap)
 	{
 		size_t		cap = Max(req->response_cap * 2, 4096);
+
+		/* a watch's buffer holds what the caller has not consumed yet */
 		char	   *grown;
 
 		while (cap < req->response_len + len + 1)
@@ -238,10 +242,11 @@ jobsched_kube_configure(void)
 	kube_token_stale = true;
 	pfree(url);
 
+	/* room for the creates, plus watches, status, cancel and cleanup calls */
 	curl_multi_setopt(kube_multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-					  (long) jobsched_max_in_flight);
+					  (long) jobsched_max_in_flight + KUBE_EXTRA_CONNECTIONS);
 	curl_multi_setopt(kube_multi, CURLMOPT_MAXCONNECTS,
-					  (long) jobsched_max_in_flight);
+					  (long) jobsched_max_in_flight + KUBE_EXTRA_CONNECTIONS);
 }
 
 const char *
@@ -381,7 +386,9 @@ jobsched_kube_request_start(KubeRequest *req)
 	kube_check(curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "https,http"));
 	kube_check(curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1));
 	kube_check(curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L));
-	kube_check(curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) jobsched_request_timeout));
+	kube_check(curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
+								req->timeout_ms > 0 ? req->timeout_ms :
+								(long) jobsched_request_timeout));
 	kube_check(curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
 								(long) Min(jobsched_request_timeout, 10000)));
 	kube_check(curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->curl_error));
@@ -484,6 +491,34 @@ jobsched_kube_request_free(KubeRequest *req)
 	pfree(req);
 }
 
+/* Stop a request in flight (or forget a finished one); the caller frees it. */
+void
+jobsched_kube_request_cancel(KubeRequest *req)
+{
+	if (req->easy)
+	{
+		dlist_delete(&req->node);
+		kube_nrunning--;
+	}
+	else if (req->node.next != NULL)
+		dlist_delete(&req->node);	/* on the done list */
+	req->node.next = req->node.prev = NULL;
+	kube_release_handle(req);
+}
+
+/*
+ * A streaming caller has handled the first len bytes of the response: drop
+ * them, so a long watch does not grow its buffer without bound.
+ */
+void
+jobsched_kube_consume(KubeRequest *req, size_t len)
+{
+	Assert(len <= req->response_len);
+	memmove(req->response, req->response + len, req->response_len - len);
+	req->response_len -= len;
+	req->response[req->response_len] = '\0';
+}
+
 int
 jobsched_kube_in_flight(void)
 {
@@ -493,9 +528,13 @@ jobsched_kube_in_flight(void)
 KubeRequest *
 jobsched_kube_next_done(void)
 {
+	KubeRequest *req;
+
 	if (dlist_is_empty(&kube_done))
 		return NULL;
-	return dlist_container(KubeRequest, node, dlist_pop_head_node(&kube_done));
+	req = dlist_container(KubeRequest, node, dlist_pop_head_node(&kube_done));
+	req->node.next = req->node.prev = NULL;
+	return req;
 }
 
 /*
@@ -512,6 +551,7 @@ jobsched_kube_abandon_all(void)
 		KubeRequest *req = dlist_container(KubeRequest, node, iter.cur);
 
 		dlist_delete(iter.cur);
+		req->node.next = req->node.prev = NULL;
 		kube_release_handle(req);
 		free(req->response);
 		req->response = NULL;
@@ -521,6 +561,7 @@ jobsched_kube_abandon_all(void)
 		KubeRequest *req = dlist_container(KubeRequest, node, iter.cur);
 
 		dlist_delete(iter.cur);
+		req->node.next = req->node.prev = NULL;
 		free(req->response);
 		req->response = NULL;
 	}
@@ -634,6 +675,28 @@ jobsched_kube_wait(long timeout_ms, uint32 wait_event_info)
 
 	kube_collect_finished();
 	return latch_set;
+}
+
+/*
+ * Percent-encode text for a query string (label selectors, continue
+ * tokens): all but RFC 3986's unreserved characters.  palloc'd.
+ */
+char *
+jobsched_kube_escape(const char *text)
+{
+	StringInfoData buf;
+	const unsigned char *c;
+
+	initStringInfo(&buf);
+	for (c = (const unsigned char *) text; *c; c++)
+	{
+		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+			(*c >= '0' && *c <= '9') || *c == '-' || *c == '_' || *c == '.' || *c == '~')
+			appendStringInfoChar(&buf, (char) *c);
+		else
+			appendStringInfo(&buf, "%%%02X", *c);
+	}
+	return buf.data;
 }
 
 /*

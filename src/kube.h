@@ -30,6 +30,7 @@ struct KubeRequest
 	KubeDoneCallback on_done;	/* called by the worker once it finished */
 	void	   *owner;			/* the caller's object */
 	int			purpose;		/* the caller's tag */
+	long		timeout_ms;		/* 0: jobsched.request_timeout */
 
 	/* the outcome, valid once kube_next_done() returned the request */
 	long		http_status;	/* 0 when no response came */
@@ -58,12 +59,15 @@ extern KubeRequest *jobsched_kube_request_new(KubeMethod method, const char *pat
 											  void *owner, int purpose);
 extern void jobsched_kube_request_start(KubeRequest *req);
 extern void jobsched_kube_request_free(KubeRequest *req);
+extern void jobsched_kube_request_cancel(KubeRequest *req);
+extern void jobsched_kube_consume(KubeRequest *req, size_t len);
 extern KubeRequest *jobsched_kube_next_done(void);
 extern int	jobsched_kube_in_flight(void);
 extern void jobsched_kube_abandon_all(void);
 
 extern bool jobsched_kube_wait(long timeout_ms, uint32 wait_event_info);
 
+extern char *jobsched_kube_escape(const char *text);
 extern char *jobsched_kube_status_message(const KubeRequest *req);
 extern char *jobsched_kube_describe_failure(const KubeRequest *req);
 

@@ -25,6 +25,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "jobsched.h"
 #include "queue.h"
@@ -49,7 +50,8 @@ static const char queue_claim_sql[] =
 
 static const char queue_record_sql[] =
 "UPDATE jobsched.jobs j SET"
-"   state = o.state,"
+"   state = CASE WHEN o.state = 'pending' AND j.cancel_requested_at IS NOT NULL"
+"           THEN 'cancelled' ELSE o.state END,"
 "   k8s_namespace = coalesce(o.ns, j.k8s_namespace),"
 "   k8s_name = coalesce(o.name, j.k8s_name),"
 "   k8s_uid = coalesce(o.uid, j.k8s_uid),"
@@ -60,7 +62,9 @@ static const char queue_record_sql[] =
 "   last_error = coalesce(o.error, j.last_error),"
 "   submitted_at = CASE WHEN o.state = 'submitted' THEN now()"
 "                  ELSE j.submitted_at END,"
-"   finished_at = CASE WHEN o.state = 'failed' THEN now()"
+"   finished_at = CASE WHEN o.state = 'failed' OR"
+"                      (o.state = 'pending' AND j.cancel_requested_at IS NOT NULL)"
+"                 THEN now()"
 "                 ELSE j.finished_at END"
 "  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],"
 "              $6::text[], $7::int[], $8::int[], $9::int[])"
@@ -309,4 +313,269 @@ jobsched_queue_record(JobschedJob **jobs, int njobs)
 	rc = SPI_execute_plan(queue_record_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "could not record job outcomes: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * The namespaces this database uses: the default, its job types', and
+ * those of Jobs that are alive.  A List of palloc'd strings in cxt.
+ */
+List *
+jobsched_queue_namespaces(const char *default_namespace, MemoryContext cxt)
+{
+	Datum		args[1] = {CStringGetTextDatum(default_namespace)};
+	Oid			argtypes[1] = {TEXTOID};
+	List	   *result = NIL;
+	MemoryContext old;
+	int			rc;
+	uint64		i;
+
+	rc = SPI_execute_with_args("SELECT $1 UNION"
+							   " SELECT coalesce(namespace, $1) FROM jobsched.job_types UNION"
+							   " SELECT k8s_namespace FROM jobsched.jobs"
+							   "  WHERE state IN ('claimed', 'submitted', 'running')"
+							   "    AND k8s_namespace IS NOT NULL",
+							   1, argtypes, args, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not list namespaces: %s", SPI_result_code_string(rc));
+	old = MemoryContextSwitchTo(cxt);
+	for (i = 0; i < SPI_processed; i++)
+		result = lappend(result, SPI_getvalue(SPI_tuptable->vals[i],
+											  SPI_tuptable->tupdesc, 1));
+	MemoryContextSwitchTo(old);
+	return result;
+}
+
+/*
+ * Move rows forward to what their Jobs say: running, succeeded, failed,
+ * or gone (deleted before it finished: cancelled if asked for, else
+ * failed).  Rows only ever move forward, and only for the Job they
+ * created (uid).  Returns the ids of rows that just failed (a List of
+ * int64 pointers, in cxt), for the caller to add pod details.
+ */
+List *
+jobsched_queue_apply_status(JobschedJobStatus *statuses, int n, MemoryContext cxt)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		args[6];
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	char	  **uid = palloc(sizeof(char *) * n);
+	char	  **state = palloc(sizeof(char *) * n);
+	char	  **error = palloc(sizeof(char *) * n);
+	char	  **started = palloc(sizeof(char *) * n);
+	char	  **finished = palloc(sizeof(char *) * n);
+	List	   *failed = NIL;
+	int			rc;
+	int			i;
+	uint64		r;
+
+	if (plan == NULL)
+	{
+		Oid			argtypes[6] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+
+		plan = queue_prepare(
+							 "UPDATE jobsched.jobs j SET"
+							 "   state = CASE WHEN o.state <> 'gone' THEN o.state"
+							 "                WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'"
+							 "                ELSE 'failed' END,"
+							 "   started_at = coalesce(j.started_at, o.started_at::timestamptz),"
+							 "   finished_at = CASE WHEN o.state = 'running' THEN j.finished_at"
+							 "                 ELSE coalesce(o.finished_at::timestamptz, now()) END,"
+							 "   last_error = CASE WHEN o.state = 'failed' THEN o.error"
+							 "                     WHEN o.state = 'gone' AND j.cancel_requested_at IS NULL"
+							 "                     THEN o.error ELSE j.last_error END"
+							 "  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],"
+							 "              $5::text[], $6::text[])"
+							 "       AS o(id, uid, state, error, started_at, finished_at)"
+							 " WHERE j.id = o.id"
+							 "   AND (j.k8s_uid IS NULL OR j.k8s_uid = o.uid)"
+							 "   AND j.state IN ('submitted', 'running')"
+							 "   AND o.state <> j.state "
+							 "RETURNING j.id, j.state",
+							 6, argtypes);
+	}
+
+	for (i = 0; i < n; i++)
+	{
+		ids[i] = Int64GetDatum(statuses[i].id);
+		uid[i] = statuses[i].uid;
+		state[i] = (char *) statuses[i].state;
+		error[i] = statuses[i].error;
+		started[i] = statuses[i].started_at;
+		finished[i] = statuses[i].finished_at;
+	}
+	args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = queue_text_array(uid, n);
+	args[2] = queue_text_array(state, n);
+	args[3] = queue_text_array(error, n);
+	args[4] = queue_text_array(started, n);
+	args[5] = queue_text_array(finished, n);
+
+	rc = SPI_execute_plan(plan, args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not record Job status: %s", SPI_result_code_string(rc));
+
+	for (r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		char	   *st = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+
+		if (strcmp(st, "failed") == 0)
+		{
+			int64	   *id = MemoryContextAlloc(cxt, sizeof(int64));
+
+			*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+											  SPI_tuptable->tupdesc, 1, &isnull));
+			failed = lappend(failed, id);
+		}
+	}
+	return failed;
+}
+
+/*
+ * After a complete LIST of a namespace: rows whose Job existed before the
+ * list began but was not in it were deleted behind our back.  They must
+ * not stay running forever.
+ */
+int
+jobsched_queue_mark_missing(const char *namespace, TimestampTz listed_at,
+							int64 *seen, int nseen)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		args[3];
+	Datum	   *ids = palloc(sizeof(Datum) * Max(nseen, 1));
+	int			rc;
+	int			i;
+
+	if (plan == NULL)
+	{
+		Oid			argtypes[3] = {TEXTOID, TIMESTAMPTZOID, INT8ARRAYOID};
+
+		plan = queue_prepare(
+							 "UPDATE jobsched.jobs SET"
+							 "   state = CASE WHEN cancel_requested_at IS NOT NULL"
+							 "           THEN 'cancelled' ELSE 'failed' END,"
+							 "   finished_at = now(),"
+							 "   last_error = CASE WHEN cancel_requested_at IS NOT NULL THEN last_error"
+							 "                ELSE 'the Job was deleted before it finished' END"
+							 " WHERE state IN ('submitted', 'running')"
+							 "   AND k8s_namespace = $1 AND submitted_at < $2"
+							 "   AND NOT (id = ANY ($3))",
+							 3, argtypes);
+	}
+	for (i = 0; i < nseen; i++)
+		ids[i] = Int64GetDatum(seen[i]);
+	args[0] = CStringGetTextDatum(namespace);
+	args[1] = TimestampTzGetDatum(listed_at);
+	args[2] = PointerGetDatum(construct_array(ids, nseen, INT8OID, sizeof(int64),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	rc = SPI_execute_plan(plan, args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "could not record deleted Jobs: %s", SPI_result_code_string(rc));
+	return (int) SPI_processed;
+}
+
+/* Add details (the failing pod's reason and exit code) to a failed row. */
+void
+jobsched_queue_append_error(int64 id, const char *detail)
+{
+	Datum		args[2] = {Int64GetDatum(id), CStringGetTextDatum(detail)};
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+	int			rc;
+
+	rc = SPI_execute_with_args("UPDATE jobsched.jobs"
+							   "   SET last_error = coalesce(last_error || '; ', '') || $2"
+							   " WHERE id = $1 AND state = 'failed'",
+							   2, argtypes, args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "could not record pod details: %s", SPI_result_code_string(rc));
+}
+
+/* Jobs asked to be cancelled whose Kubernetes Job must be deleted. */
+int
+jobsched_queue_cancel_requests(int limit, MemoryContext cxt, JobschedDoomedJob **out)
+{
+	Datum		args[1] = {Int32GetDatum(limit)};
+	Oid			argtypes[1] = {INT4OID};
+	JobschedDoomedJob *jobs;
+	int			rc;
+	uint64		i;
+
+	rc = SPI_execute_with_args("SELECT id, k8s_namespace, k8s_name, k8s_uid"
+							   "  FROM jobsched.jobs"
+							   " WHERE cancel_requested_at IS NOT NULL"
+							   "   AND state IN ('submitted', 'running')"
+							   " ORDER BY id LIMIT $1",
+							   1, argtypes, args, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read cancel requests: %s", SPI_result_code_string(rc));
+	*out = NULL;
+	if (SPI_processed == 0)
+		return 0;
+	jobs = MemoryContextAllocZero(cxt, sizeof(JobschedDoomedJob) * SPI_processed);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		jobs[i].id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+		jobs[i].namespace = queue_text_value(tuple, desc, 2, cxt);
+		jobs[i].name = queue_text_value(tuple, desc, 3, cxt);
+		jobs[i].uid = queue_text_value(tuple, desc, 4, cxt);
+	}
+	*out = jobs;
+	return (int) SPI_processed;
+}
+
+/* The Job of a cancelled job is gone (or could not be deleted: error). */
+void
+jobsched_queue_record_cancelled(int64 id, const char *error)
+{
+	Datum		args[2] = {Int64GetDatum(id), (Datum) 0};
+	char		nulls[2] = {' ', error ? ' ' : 'n'};
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+	int			rc;
+
+	if (error)
+		args[1] = CStringGetTextDatum(error);
+	if (error)
+		rc = SPI_execute_with_args("UPDATE jobsched.jobs SET last_error = $2"
+								   " WHERE id = $1",
+								   2, argtypes, args, nulls, false, 0);
+	else
+		rc = SPI_execute_with_args("UPDATE jobsched.jobs"
+								   "   SET state = 'cancelled', finished_at = now(),"
+								   "       k8s_deleted_at = now()"
+								   " WHERE id = $1 AND state IN ('submitted', 'running')",
+								   1, argtypes, args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "could not record a cancellation: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * Cleanup deleted this job's Job.  A Job still active at that age makes
+ * its row failed, and the row says why.
+ */
+void
+jobsched_queue_record_cleanup(int64 id, bool was_active, const char *message)
+{
+	Datum		args[3] = {Int64GetDatum(id), BoolGetDatum(was_active),
+	CStringGetTextDatum(message)};
+	Oid			argtypes[3] = {INT8OID, BOOLOID, TEXTOID};
+	int			rc;
+
+	rc = SPI_execute_with_args("UPDATE jobsched.jobs SET"
+							   "   k8s_deleted_at = now(),"
+							   "   state = CASE WHEN $2 AND state IN ('submitted', 'running')"
+							   "           THEN 'failed' ELSE state END,"
+							   "   finished_at = coalesce(finished_at, now()),"
+							   "   last_error = CASE WHEN $2 AND (state IN ('submitted', 'running')"
+							   "                     OR last_error = 'the Job was deleted before it finished')"
+							   "                THEN $3 ELSE last_error END"
+							   " WHERE id = $1",
+							   3, argtypes, args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "could not record a cleanup: %s", SPI_result_code_string(rc));
 }

@@ -34,6 +34,7 @@
 #include "dispatch.h"
 #include "jobsched.h"
 #include "kube.h"
+#include "sync.h"
 
 /* after an error, wait this long before the next pass */
 #define WORKER_ERROR_PAUSE_MS 1000
@@ -109,6 +110,7 @@ worker_drain_notifications(void)
 	{
 		ProcessNotifyInterrupt(false);
 		jobsched_dispatch_wake();
+		jobsched_cancel_wake();
 	}
 }
 
@@ -121,6 +123,17 @@ worker_reload(void)
 	worker_listen();
 	jobsched_shmem_publish_config();
 	jobsched_dispatch_wake();
+}
+
+/* the shorter of two sleeps; -1 is "until woken" */
+static long
+worker_min_timeout(long a, long b)
+{
+	if (a < 0)
+		return b;
+	if (b < 0)
+		return a;
+	return Min(a, b);
 }
 
 static void
@@ -141,11 +154,15 @@ worker_loop(void)
 		MemoryContextSwitchTo(worker_pass_cxt);
 
 		timeout = jobsched_dispatch_run();
+		timeout = worker_min_timeout(timeout, jobsched_cancel_run());
+		timeout = worker_min_timeout(timeout, jobsched_sync_run());
+		timeout = worker_min_timeout(timeout, jobsched_cleanup_run());
 
 		if (jobsched_kube_wait(timeout, PG_WAIT_EXTENSION))
 		{
 			ResetLatch(MyLatch);
 			jobsched_dispatch_wake();
+			jobsched_cancel_wake();
 		}
 		while ((req = jobsched_kube_next_done()) != NULL)
 			req->on_done(req);
@@ -170,7 +187,12 @@ worker_recover_from_error(void)
 	FlushErrorState();
 	jobsched_shmem_set_error(edata->message);
 	FreeErrorData(edata);
+	/* libcurl lets go of every request first, then each module its memory */
+	jobsched_kube_abandon_all();
 	jobsched_dispatch_reset();
+	jobsched_sync_reset();
+	jobsched_cancel_reset();
+	jobsched_cleanup_reset();
 	MemoryContextReset(worker_pass_cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	RESUME_INTERRUPTS();
@@ -205,6 +227,9 @@ jobsched_worker_main(Datum main_arg)
 	worker_pass_cxt = AllocSetContextCreate(TopMemoryContext, "jobsched worker pass",
 											ALLOCSET_DEFAULT_SIZES);
 	jobsched_dispatch_init();
+	jobsched_sync_init();
+	jobsched_cancel_init();
+	jobsched_cleanup_init();
 	jobsched_kube_init();
 	jobsched_shmem_publish_config();
 
