@@ -55,7 +55,7 @@ typedef struct CleanupName
 
 static MemoryContext cleanup_cxt = NULL;	/* one cleanup run */
 static CleanupPhase cleanup_phase = CLEANUP_IDLE;
-static TimestampTz cleanup_next_run = 0;
+static TimestampTz cleanup_last_start = 0;
 static TimestampTz cleanup_cutoff = 0;
 static List *cleanup_namespaces = NIL;
 static ListCell *cleanup_current = NULL;
@@ -86,9 +86,8 @@ jobsched_cleanup_reset(void)
 	cleanup_jobs = NULL;
 	cleanup_list_req = NULL;
 	cleanup_deletes_in_flight = 0;
-	/* try again in a while, not at once: the error may repeat */
-	cleanup_next_run = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-												   jobsched_poll_interval);
+	/* the next run comes at the interval: the error may repeat */
+	cleanup_last_start = GetCurrentTimestamp();
 }
 
 /* The label selector for Jobs, URL-encoded; palloc'd. */
@@ -224,6 +223,28 @@ cleanup_is_old(cJSON *obj)
 	return DatumGetTimestampTz(ts) < cleanup_cutoff;
 }
 
+static bool cleanup_job_finished(cJSON *job);
+
+/*
+ * The Job as the API deleted it, if the answer carries it: a Job that
+ * finished between our list and our delete was not active after all.
+ */
+static bool
+cleanup_was_active(const KubeRequest *req, bool listed_active)
+{
+	cJSON	   *root;
+	bool		active = listed_active;
+
+	if (!listed_active || req->response == NULL)
+		return listed_active;
+	root = cJSON_Parse(req->response);
+	if (root && cJSON_GetObjectItemCaseSensitive(root, "status") &&
+		cleanup_job_finished(root))
+		active = false;
+	cJSON_Delete(root);
+	return active;
+}
+
 static bool
 cleanup_job_finished(cJSON *job)
 {
@@ -269,7 +290,8 @@ cleanup_delete_done(KubeRequest *req)
 										   jobsched_cleanup_age);
 
 				if (jobsched_queue_begin("jobsched: recording cleanup"))
-					jobsched_queue_record_cleanup(d->job_id, d->active, msg);
+					jobsched_queue_record_cleanup(d->job_id, cleanup_was_active(req, d->active),
+												  msg);
 				jobsched_queue_end();
 			}
 		}
@@ -405,16 +427,20 @@ long
 jobsched_cleanup_run(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz next_run;
 	bool		ready;
 	HASHCTL		ctl;
 
 	if (!jobsched_enabled)
 		return -1;
-	if (cleanup_phase == CLEANUP_IDLE && now >= cleanup_next_run)
+	/* computed each time, so a reloaded interval applies at once */
+	next_run = cleanup_last_start + (TimestampTz) jobsched_cleanup_interval * USECS_PER_SEC;
+	if (cleanup_phase == CLEANUP_IDLE && now >= next_run)
 	{
 		char	   *default_ns = jobsched_guc_namespace();
 
-		cleanup_next_run = TimestampTzPlusMilliseconds(now, jobsched_cleanup_interval * 1000L);
+		cleanup_last_start = now;
+		next_run = now + (TimestampTz) jobsched_cleanup_interval * USECS_PER_SEC;
 		cleanup_cutoff = now - (TimestampTz) jobsched_cleanup_age * USECS_PER_SEC;
 		cleanup_jobs_deleted = cleanup_pods_deleted = 0;
 
@@ -436,5 +462,5 @@ jobsched_cleanup_run(void)
 	}
 	if (cleanup_phase != CLEANUP_IDLE)
 		return -1;				/* the answers wake us */
-	return (long) Min((cleanup_next_run - now) / 1000 + 1, (TimestampTz) INT_MAX);
+	return (long) Min((next_run - now) / 1000 + 1, (TimestampTz) INT_MAX);
 }

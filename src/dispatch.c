@@ -42,6 +42,7 @@
 #include "kube.h"
 #include "queue.h"
 #include "render.h"
+#include "sync.h"
 
 /* request purposes */
 #define DISPATCH_CREATE		1
@@ -451,8 +452,8 @@ dispatch_flush(void)
 		return;
 
 	ready = jobsched_queue_begin("jobsched: recording job outcomes");
-	if (ready)
-		jobsched_queue_record(dispatch_outcomes, dispatch_noutcomes);
+	if (ready && jobsched_queue_record(dispatch_outcomes, dispatch_noutcomes))
+		jobsched_cancel_wake();
 	jobsched_queue_end();
 
 	for (i = 0; i < dispatch_noutcomes; i++)
@@ -500,6 +501,14 @@ dispatch_claim(void)
 	{
 		ready = jobsched_queue_begin("jobsched: claiming pending jobs");
 		n = ready ? jobsched_queue_claim(jobsched_batch_size, namespace, cxt, &jobs) : 0;
+		/* all due rows taken: wake up when the next one falls due */
+		if (ready && n < jobsched_batch_size)
+		{
+			TimestampTz due = jobsched_queue_next_due();
+
+			if (due != 0 && (dispatch_next_retry == 0 || due < dispatch_next_retry))
+				dispatch_next_retry = due;
+		}
 		jobsched_queue_end();
 	}
 	PG_CATCH();

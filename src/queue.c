@@ -31,6 +31,8 @@
 #include "queue.h"
 
 static SPIPlanPtr queue_claim_plan = NULL;
+
+static Datum queue_text_array(char **values, int n);
 static SPIPlanPtr queue_record_plan = NULL;
 
 static const char queue_claim_sql[] =
@@ -39,6 +41,8 @@ static const char queue_claim_sql[] =
 "   WHERE state = 'pending'"
 "     AND (retry_at IS NULL OR retry_at <= now())"
 "     AND (run_after IS NULL OR run_after <= now())"
+"     AND CASE WHEN $3::text IS NULL THEN type <> ALL ($2)"
+"              ELSE type = $3 END"
 "   ORDER BY priority DESC, id"
 "   LIMIT $1"
 "   FOR UPDATE SKIP LOCKED) "
@@ -47,6 +51,15 @@ static const char queue_claim_sql[] =
 " WHERE j.id = due.id AND t.name = j.type "
 "RETURNING j.id, j.type, j.params::text, t.template::text, t.namespace,"
 "          j.attempts, j.retryable_failures";
+
+/* room left under each job type's cap on jobs in flight */
+static const char queue_caps_sql[] =
+"SELECT t.name,"
+"       t.max_in_flight - (SELECT count(*) FROM jobsched.jobs a"
+"                           WHERE a.type = t.name"
+"                             AND a.state IN ('claimed', 'submitted', 'running'))::int"
+"  FROM jobsched.job_types t"
+" WHERE t.max_in_flight IS NOT NULL";
 
 static const char queue_record_sql[] =
 "UPDATE jobsched.jobs j SET"
@@ -59,7 +72,8 @@ static const char queue_record_sql[] =
 "   retryable_failures = j.retryable_failures + o.retryable,"
 "   retry_at = CASE WHEN o.state = 'pending' AND o.delay_ms > 0"
 "              THEN now() + o.delay_ms * interval '1 millisecond' END,"
-"   last_error = coalesce(o.error, j.last_error),"
+"   last_error = CASE WHEN o.state = 'submitted' THEN NULL"
+"                ELSE coalesce(o.error, j.last_error) END,"
 "   submitted_at = CASE WHEN o.state = 'submitted' THEN now()"
 "                  ELSE j.submitted_at END,"
 "   finished_at = CASE WHEN o.state = 'failed' OR"
@@ -69,7 +83,8 @@ static const char queue_record_sql[] =
 "  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],"
 "              $6::text[], $7::int[], $8::int[], $9::int[])"
 "       AS o(id, state, ns, name, uid, error, attempted, retryable, delay_ms)"
-" WHERE j.id = o.id AND j.state = 'claimed'";
+" WHERE j.id = o.id AND j.state = 'claimed' "
+"RETURNING j.state = 'submitted' AND j.cancel_requested_at IS NOT NULL";
 
 /*
  * Open a transaction with SPI and a snapshot.  Returns false if the
@@ -153,42 +168,45 @@ queue_int_value(HeapTuple tuple, TupleDesc desc, int col)
 }
 
 /*
- * Claim up to limit due pending rows, highest priority first, skipping
- * rows others have locked (a cancel in progress, say).  Fills *jobs_out
- * with an array allocated in cxt and returns its length.
+ * Run the claim query once: rows of every type but the capped ones
+ * (only_type NULL), or rows of one capped type.  Appends to *jobs.
  */
-int
-jobsched_queue_claim(int limit, const char *default_namespace,
-					 MemoryContext cxt, JobschedJob **jobs_out)
+static int
+queue_claim_some(int limit, Datum capped_types, const char *only_type,
+				 const char *default_namespace, MemoryContext cxt,
+				 JobschedJob **jobs, int njobs)
 {
-	Datum		args[1];
+	Datum		args[3];
+	char		nulls[3] = {' ', ' ', only_type ? ' ' : 'n'};
 	int			rc;
 	uint64		i;
-	JobschedJob *jobs;
 
 	if (queue_claim_plan == NULL)
 	{
-		Oid			argtypes[1] = {INT4OID};
+		Oid			argtypes[3] = {INT4OID, TEXTARRAYOID, TEXTOID};
 
-		queue_claim_plan = queue_prepare(queue_claim_sql, 1, argtypes);
+		queue_claim_plan = queue_prepare(queue_claim_sql, 3, argtypes);
 	}
 	args[0] = Int32GetDatum(limit);
-	rc = SPI_execute_plan(queue_claim_plan, args, NULL, false, 0);
+	args[1] = capped_types;
+	args[2] = only_type ? CStringGetTextDatum(only_type) : (Datum) 0;
+	rc = SPI_execute_plan(queue_claim_plan, args, nulls, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim jobs: %s", SPI_result_code_string(rc));
-
-	*jobs_out = NULL;
 	if (SPI_processed == 0)
-		return 0;
+		return njobs;
 
-	jobs = MemoryContextAllocZero(cxt, sizeof(JobschedJob) * SPI_processed);
+	*jobs = *jobs ?
+		repalloc(*jobs, sizeof(JobschedJob) * (njobs + SPI_processed)) :
+		MemoryContextAlloc(cxt, sizeof(JobschedJob) * SPI_processed);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		JobschedJob *job = &jobs[i];
+		JobschedJob *job = &(*jobs)[njobs + i];
 		bool		isnull;
 
+		memset(job, 0, sizeof(JobschedJob));
 		job->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
 		job->type = queue_text_value(tuple, desc, 2, cxt);
 		job->params = queue_text_value(tuple, desc, 3, cxt);
@@ -200,8 +218,79 @@ jobsched_queue_claim(int limit, const char *default_namespace,
 		job->retryable_failures = queue_int_value(tuple, desc, 7);
 		job->outcome = OUTCOME_NONE;
 	}
-	*jobs_out = jobs;
-	return (int) SPI_processed;
+	return njobs + (int) SPI_processed;
+}
+
+/*
+ * Claim up to limit due pending rows, highest priority first, skipping
+ * rows others have locked (a cancel in progress, say), and never taking
+ * a job type past its cap on jobs in flight (job_types.max_in_flight).
+ * Fills *jobs_out with an array allocated in cxt and returns its length.
+ */
+int
+jobsched_queue_claim(int limit, const char *default_namespace,
+					 MemoryContext cxt, JobschedJob **jobs_out)
+{
+	static SPIPlanPtr caps_plan = NULL;
+	int			ncapped;
+	char	  **capped;
+	int		   *room;
+	Datum		capped_array;
+	int			njobs = 0;
+	int			i;
+	int			rc;
+
+	if (caps_plan == NULL)
+		caps_plan = queue_prepare(queue_caps_sql, 0, NULL);
+	rc = SPI_execute_plan(caps_plan, NULL, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read job type caps: %s", SPI_result_code_string(rc));
+	ncapped = (int) SPI_processed;
+	capped = palloc(sizeof(char *) * Max(ncapped, 1));
+	room = palloc(sizeof(int) * Max(ncapped, 1));
+	for (i = 0; i < ncapped; i++)
+	{
+		capped[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		room[i] = queue_int_value(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+	}
+	capped_array = queue_text_array(capped, ncapped);
+
+	*jobs_out = NULL;
+	njobs = queue_claim_some(limit, capped_array, NULL, default_namespace, cxt,
+							 jobs_out, njobs);
+	for (i = 0; i < ncapped && njobs < limit; i++)
+	{
+		if (room[i] <= 0)
+			continue;
+		njobs = queue_claim_some(Min(room[i], limit - njobs), capped_array, capped[i],
+								 default_namespace, cxt, jobs_out, njobs);
+	}
+	return njobs;
+}
+
+/*
+ * When the next pending row that is not due yet (run_after, retry_at)
+ * falls due; 0 if none.  The worker sets its timer by it.
+ */
+TimestampTz
+jobsched_queue_next_due(void)
+{
+	static SPIPlanPtr plan = NULL;
+	bool		isnull;
+	Datum		d;
+	int			rc;
+
+	if (plan == NULL)
+		plan = queue_prepare("SELECT min(greatest(run_after, retry_at))"
+							 "  FROM jobsched.jobs"
+							 " WHERE state = 'pending'"
+							 "   AND greatest(run_after, retry_at) > now()",
+							 0, NULL);
+	rc = SPI_execute_plan(plan, NULL, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read the next due job: %s", SPI_result_code_string(rc));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetTimestampTz(d);
 }
 
 static Datum
@@ -254,9 +343,10 @@ queue_state_name(JobschedOutcome outcome)
 /*
  * Record the outcomes of claimed jobs in one statement.  Only rows still
  * claimed are touched, so a row an operator changed meanwhile keeps the
- * operator's change.
+ * operator's change.  Returns true if a job that was just submitted had
+ * been asked to cancel meanwhile: its Job must now be deleted.
  */
-void
+bool
 jobsched_queue_record(JobschedJob **jobs, int njobs)
 {
 	Datum		args[9];
@@ -311,8 +401,17 @@ jobsched_queue_record(JobschedJob **jobs, int njobs)
 	args[8] = queue_int_array(delay, njobs);
 
 	rc = SPI_execute_plan(queue_record_plan, args, NULL, false, 0);
-	if (rc != SPI_OK_UPDATE)
+	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not record job outcomes: %s", SPI_result_code_string(rc));
+	for (i = 0; i < (int) SPI_processed; i++)
+	{
+		bool		isnull;
+
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1,
+									   &isnull)))
+			return true;
+	}
+	return false;
 }
 
 /*

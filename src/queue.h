@@ -9,6 +9,7 @@
 #ifndef JOBSCHED_QUEUE_H
 #define JOBSCHED_QUEUE_H
 
+#include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
 
 typedef enum JobschedOutcome
@@ -70,7 +71,8 @@ extern void jobsched_queue_end(void);
 extern int	jobsched_queue_recover_claimed(void);
 extern int	jobsched_queue_claim(int limit, const char *default_namespace,
 								 MemoryContext cxt, JobschedJob **jobs_out);
-extern void jobsched_queue_record(JobschedJob **jobs, int njobs);
+extern bool jobsched_queue_record(JobschedJob **jobs, int njobs);
+extern TimestampTz jobsched_queue_next_due(void);
 extern List *jobsched_queue_namespaces(const char *default_namespace,
 									   MemoryContext cxt);
 extern List *jobsched_queue_apply_status(JobschedJobStatus *statuses, int n,

@@ -22,5 +22,8 @@ fi
 echo "== Kubernetes API test server self-test"
 node --test test/kube-api/selftest.mjs
 
+echo "== deploy/ manifests against the official schema"
+node test/deploy/check-manifests.mjs
+
 echo "== end-to-end"
 python3 -m pytest -q -p no:cacheprovider test/e2e "$@"

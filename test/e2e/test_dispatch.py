@@ -188,7 +188,9 @@ def test_conflict_with_our_own_job_counts_as_submitted(pg, api):
     pg.execute("UPDATE jobsched.jobs SET state = 'pending' WHERE id = %s", (job_id,))
     row = pg.wait_state(job_id, "submitted")
     assert row["k8s_uid"] == uid
-    statuses = [r["status"] for r in api.requests() if "/jobs" in r["path"]]
+    name = row["k8s_name"]
+    statuses = [r["status"] for r in api.requests()
+                if r["method"] == "POST" or r["path"].endswith("/jobs/" + name)]
     assert statuses == [201, 409, 200]
     assert len(api.jobs()) == 1
 
