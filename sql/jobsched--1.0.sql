@@ -109,6 +109,9 @@ COMMENT ON COLUMN jobsched.jobs.retry_at IS
 /* The claim query's path: pending rows in priority order. */
 CREATE INDEX jobs_pending_idx ON jobsched.jobs (priority DESC, id)
 	WHERE state = 'pending';
+/* The next pending row to fall due (run_after, retry_at), for the worker's timer. */
+CREATE INDEX jobs_pending_due_idx ON jobsched.jobs (greatest(run_after, retry_at))
+	WHERE state = 'pending';
 /* Rows whose Job is alive, for status sync, cancellation and crash recovery. */
 CREATE INDEX jobs_active_idx ON jobsched.jobs (state, type)
 	WHERE state IN ('claimed', 'submitted', 'running');
