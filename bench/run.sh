@@ -9,5 +9,5 @@ if [ "$(id -u)" -eq 0 ]; then
 	exec bash test/as-postgres.sh bench/run.sh "$@"
 fi
 export TMPDIR=${TMPDIR:-/tmp}
-(cd test/kube-api && npm ci --no-audit --no-fund --loglevel=error)
+(cd test/kube-api && npm ci --no-audit --no-fund --no-update-notifier --loglevel=error)
 exec python3 bench/bench.py "$@"

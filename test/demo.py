@@ -19,7 +19,8 @@ def show(pg, title, sql):
     with pg.conn.cursor() as cur:
         cur.execute(sql)
         cols = [d[0] for d in cur.description]
-        rows = [[("" if v is None else str(v)) for v in r] for r in cur.fetchall()]
+        rows = [[("" if v is None else json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+                 for v in r] for r in cur.fetchall()]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
     print(f"\n{title}")
     print("  " + " | ".join(c.ljust(w) for c, w in zip(cols, widths)))

@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] && exec bash test/as-postgres.sh test/demo.sh "$@"
 
 export TMPDIR=${TMPDIR:-/tmp}
-(cd test/kube-api && npm ci --no-audit --no-fund --loglevel=error)
+(cd test/kube-api && npm ci --no-audit --no-fund --no-update-notifier --loglevel=error)
 exec python3 test/demo.py "$@"

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] && exec bash test/as-postgres.sh test/run.sh "$@"
 
 export TMPDIR=${TMPDIR:-/tmp}
-(cd test/kube-api && npm ci --no-audit --no-fund --loglevel=error)
+(cd test/kube-api && npm ci --no-audit --no-fund --no-update-notifier --loglevel=error)
 
 echo "== pg_regress"
 rm -rf tmp_check results regression.diffs regression.out
