@@ -11,6 +11,7 @@ OBJS = \
 	src/preview.o \
 	src/queue.o \
 	src/kube.o \
+	src/kobject.o \
 	src/dispatch.o \
 	src/sync.o \
 	src/cancel.o \

@@ -15,16 +15,13 @@ import argparse
 import json
 import os
 import re
-import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "e2e"))
 
-from harness import JOB_TEMPLATE, PG_BIN, KubeApi, Postgres, wait_for  # noqa: E402
+from harness import PG_BIN, servers, wait_for  # noqa: E402
 
 NGINX_CONF = """
 worker_processes 1;
@@ -123,93 +120,154 @@ def pgbench(pg, workdir, seconds, clients):
     return float(m.group(1))
 
 
+def bench_status_latency(pg, api, n):
+    """Time from the API recording a Job's completion to its row reading succeeded.
+    A bench-only trigger stamps the row's change with clock_timestamp()."""
+    reset(pg)
+    pg.execute("CREATE TABLE IF NOT EXISTS bench_changes (id bigint, at timestamptz)")
+    pg.execute("TRUNCATE bench_changes")
+    pg.execute("""CREATE OR REPLACE FUNCTION bench_stamp() RETURNS trigger LANGUAGE plpgsql AS
+                  $$BEGIN INSERT INTO bench_changes VALUES (NEW.id, clock_timestamp()); RETURN NULL; END$$""")
+    pg.execute("DROP TRIGGER IF EXISTS bench_stamp ON jobsched.jobs")
+    pg.execute("CREATE TRIGGER bench_stamp AFTER UPDATE OF state ON jobsched.jobs FOR EACH ROW"
+               " WHEN (NEW.state = 'succeeded') EXECUTE FUNCTION bench_stamp()")
+    with pg.conn.cursor() as cur:
+        cur.execute("INSERT INTO jobsched.jobs (type, params) SELECT 'bench', '{}'"
+                    " FROM generate_series(1, %s)", (n,))
+    wait_for("submitted", lambda: pg.value(
+        "SELECT count(*) FROM jobsched.jobs WHERE state = 'submitted'") == n, timeout=60)
+    ns = pg.status()["namespace"]
+    sent = {}
+    for job_id, name in pg.query("SELECT id, k8s_name FROM jobsched.jobs ORDER BY id"):
+        sent[job_id] = time.time() * 1000.0
+        api.call("POST", f"/jobs/{ns}/{name}/status", {"phase": "succeeded"})
+        time.sleep(0.005)
+    wait_for("succeeded", lambda: pg.value("SELECT count(*) FROM bench_changes") == n, timeout=60)
+    rows = pg.query("SELECT id, extract(epoch FROM at) * 1000 FROM bench_changes")
+    pg.execute("DROP TRIGGER bench_stamp ON jobsched.jobs")
+    return [float(at) - sent[job_id] for job_id, at in rows]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--latency-jobs", type=int, default=500)
     ap.add_argument("--jobs", type=int, default=10000)
     ap.add_argument("--pgbench-seconds", type=int, default=10)
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--big-table-rows", type=int, default=1000000)
     args = ap.parse_args()
 
-    workdir = tempfile.mkdtemp(prefix="jobsched-bench-")
-    api = pg = nginx = None
-    try:
-        api = KubeApi(workdir)
-        api.reset()
-        pg = Postgres(workdir, api, settings={"poll_interval": "1s", "wake_mode": "latch",
-                                              "max_in_flight": "16", "batch_size": "500"},
-                      fsync=True)
-        pg.wait_worker()
-        pg.execute("INSERT INTO jobsched.job_types (name, template) VALUES ('bench', %s)",
-                   (json.dumps(JOB_TEMPLATE | {"spec": {"template": {"spec": {
-                       "restartPolicy": "Never",
-                       "containers": [{"name": "main", "image": "busybox:1.36"}]}}}}),))
-        print(f"machine: {os.cpu_count()} cores; PostgreSQL {pg.value('SHOW server_version')}; "
-              f"synchronous_commit on, fsync on")
+    settings = {"poll_interval": "1s", "wake_mode": "latch", "max_in_flight": "16",
+                "batch_size": "500"}
+    with servers("jobsched-bench-", settings=settings, fsync=True) as (api, pg):
+        started = []
+        try:
+            run(args, api, pg, api.workdir, started)
+        finally:
+            for proc in started:
+                proc.terminate()
 
-        print(f"\n== commit -> POST latency ({args.latency_jobs} jobs, one per transaction)")
-        for mode in ("latch", "notify"):
-            pg.set_config(wake_mode=mode)
-            lat = bench_latency(pg, api, args.latency_jobs)
-            print(f"  wake_mode={mode:6}  p50 {pct(lat, 50):.2f} ms   p90 {pct(lat, 90):.2f} ms   "
-                  f"p99 {pct(lat, 99):.2f} ms   max {max(lat):.2f} ms")
-        api.call("DELETE", "/state")
 
-        print(f"\n== sustained throughput ({args.jobs} jobs inserted in one transaction)")
-        rate, elapsed, creates = bench_throughput(
-            pg, args.jobs, lambda: len(api.requests("POST")))
-        print(f"  API test server (validates every body): {rate:,.0f} jobs/s "
-              f"({elapsed:.2f} s); creates sent {creates}, rows submitted {args.jobs}")
-        api.call("DELETE", "/state")
+def run(args, api, pg, workdir, started):
+    api.call("PUT", "/log", {"bodies": True})
+    template = {"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": {
+        "restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox:1.36"}]}}}}
+    pg.execute("INSERT INTO jobsched.job_types (name, template) VALUES ('bench', %s)",
+               (json.dumps(template),))
+    print(f"machine: {os.cpu_count()} cores; PostgreSQL {pg.value('SHOW server_version')}; "
+          f"synchronous_commit on, fsync on")
 
-        nginx_dir = os.path.join(workdir, "nginx")
-        os.makedirs(nginx_dir)
-        port = pg.port + 1
-        with open(os.path.join(nginx_dir, "nginx.conf"), "w") as f:
-            f.write(NGINX_CONF.format(dir=nginx_dir, port=port, certs=api.certs))
-        nginx = subprocess.Popen(["nginx", "-p", nginx_dir, "-c", os.path.join(nginx_dir, "nginx.conf"),
-                                  "-g", "daemon off;"], stderr=subprocess.DEVNULL)
+    print(f"\n== commit -> POST latency ({args.latency_jobs} jobs, one per transaction)")
+    for mode in ("latch", "notify"):
+        pg.set_config(wake_mode=mode)
+        lat = bench_latency(pg, api, args.latency_jobs)
+        print(f"  wake_mode={mode:6}  p50 {pct(lat, 50):.2f} ms   p90 {pct(lat, 90):.2f} ms   "
+              f"p99 {pct(lat, 99):.2f} ms   max {max(lat):.2f} ms")
+    api.call("DELETE", "/state")
+
+    print("\n== status change -> row (a Job completes in the API; the watch brings it)")
+    lat = bench_status_latency(pg, api, 200)
+    print(f"  200 Jobs: p50 {pct(lat, 50):.2f} ms   p90 {pct(lat, 90):.2f} ms   "
+          f"p99 {pct(lat, 99):.2f} ms   max {max(lat):.2f} ms")
+    api.call("DELETE", "/state")
+
+    print(f"\n== sustained throughput ({args.jobs} jobs inserted in one transaction)")
+    api.call("PUT", "/log", {"bodies": False})
+    rate, elapsed, creates = bench_throughput(pg, args.jobs, lambda: len(api.requests("POST")))
+    print(f"  API test server (validates every body): {rate:,.0f} jobs/s "
+          f"({elapsed:.2f} s); creates sent {creates}, rows submitted {args.jobs}")
+    api.call("DELETE", "/state")
+
+    nginx_dir = os.path.join(workdir, "nginx")
+    os.makedirs(nginx_dir)
+    port = pg.port + 1
+    with open(os.path.join(nginx_dir, "nginx.conf"), "w") as f:
+        f.write(NGINX_CONF.format(dir=nginx_dir, port=port, certs=api.certs))
+    nginx = subprocess.Popen(["nginx", "-p", nginx_dir, "-c", os.path.join(nginx_dir, "nginx.conf"),
+                              "-g", "daemon off;"], stderr=subprocess.DEVNULL)
+    started.append(nginx)
+    time.sleep(0.5)
+    pg.set_config(kube_api_url=f"https://127.0.0.1:{port}", enabled="off")
+
+    def nginx_posts():
+        subprocess.run(["kill", "-USR1", str(nginx.pid)])  # reopen = flush the log buffer
         time.sleep(0.5)
-        pg.set_config(kube_api_url=f"https://127.0.0.1:{port}")
+        with open(os.path.join(nginx_dir, "access.log")) as f:
+            return sum(1 for line in f if line.startswith("POST"))
 
-        def nginx_posts():
-            subprocess.run(["kill", "-USR1", str(nginx.pid)])  # reopen = flush the log buffer
-            time.sleep(0.5)
-            with open(os.path.join(nginx_dir, "access.log")) as f:
-                return sum(1 for line in f if line.startswith("POST"))
+    pg.set_config(enabled="on")
+    for batch in (50, 500, 5000):
+        pg.set_config(batch_size=batch)
+        before = nginx_posts()
+        rate, elapsed, creates = bench_throughput(pg, args.jobs, nginx_posts)
+        sent = creates - before
+        print(f"  fast API (nginx), batch_size {batch:5}: {rate:,.0f} jobs/s ({elapsed:.2f} s); "
+              f"creates sent {sent}, rows submitted {args.jobs}, "
+              f"lost {max(args.jobs - sent, 0)}, duplicated {max(sent - args.jobs, 0)}")
+    pid = pg.worker_pid()
+    print(f"\n== worker memory: PSS {pss_kb(pid) / 1024:.1f} MB (pid {pid}, after the runs above)")
 
-        for batch in (50, 500, 5000):
-            pg.set_config(batch_size=batch)
-            before = nginx_posts()
-            rate, elapsed, creates = bench_throughput(pg, args.jobs, nginx_posts)
-            print(f"  fast API (nginx), batch_size {batch:5}: {rate:,.0f} jobs/s ({elapsed:.2f} s); "
-                  f"creates sent {creates - before}, rows submitted {args.jobs}, "
-                  f"lost {args.jobs - (creates - before) if creates - before < args.jobs else 0}, "
-                  f"duplicated {max(creates - before - args.jobs, 0)}")
-        pid = pg.worker_pid()
-        print(f"\n== worker memory: PSS {pss_kb(pid) / 1024:.1f} MB (pid {pid}, after the runs above)")
-
-        print(f"\n== pgbench: one-row INSERT, {args.clients} clients, {args.pgbench_seconds} s each")
-        pg.set_config(enabled="off", batch_size=None, kube_api_url=None)
-        results = {}
+    if args.big_table_rows:
+        print(f"\n== with {args.big_table_rows:,} finished rows in jobsched.jobs")
+        pg.set_config(enabled="off", batch_size=None)
+        reset(pg)
         pg.execute("ALTER TABLE jobsched.jobs DISABLE TRIGGER USER")
-        results["no trigger"] = pgbench(pg, workdir, args.pgbench_seconds, args.clients)
+        pg.execute("INSERT INTO jobsched.jobs (type, params, state, finished_at)"
+                   " SELECT 'bench', '{}', 'succeeded', now() FROM generate_series(1, %s)",
+                   (args.big_table_rows,))
         pg.execute("ALTER TABLE jobsched.jobs ENABLE TRIGGER USER")
-        for mode in ("notify", "latch"):
-            pg.set_config(wake_mode=mode)
-            reset(pg)
-            results[f"wake_mode={mode}"] = pgbench(pg, workdir, args.pgbench_seconds, args.clients)
-        base = results["no trigger"]
-        for name, tps in results.items():
-            print(f"  {name:18} {tps:10,.0f} tps   ({(tps / base - 1) * 100:+.1f} % vs no trigger)")
-    finally:
-        if nginx:
-            nginx.terminate()
-        if pg:
-            pg.stop()
-        if api:
-            api.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        pg.execute("VACUUM ANALYZE jobsched.jobs")
+        pg.set_config(enabled="on", wake_mode="latch")
+        keep = pg.value("SELECT count(*) FROM jobsched.jobs")
+        start = time.monotonic()
+        pg.execute("INSERT INTO jobsched.jobs (type, params) SELECT 'bench', '{}'"
+                   " FROM generate_series(1, 10000)")
+        wait_for("10,000 submitted", lambda: pg.value(
+            "SELECT count(*) FROM jobsched.jobs WHERE state = 'submitted'") == 10000, timeout=300,
+            interval=0.005)
+        elapsed = time.monotonic() - start
+        plan = "\n    ".join(r[0] for r in pg.query(
+            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) SELECT id FROM jobsched.jobs"
+            " WHERE state = 'pending' ORDER BY priority DESC, id LIMIT 500 FOR UPDATE SKIP LOCKED"))
+        print(f"  {keep:,} rows: 10,000 new jobs submitted at {10000 / elapsed:,.0f} jobs/s")
+        print(f"  the claim's scan:\n    {plan}")
+        reset(pg)
+        api.call("DELETE", "/state")
+
+    print(f"\n== pgbench: one-row INSERT, {args.clients} clients, {args.pgbench_seconds} s each")
+    pg.set_config(enabled="off", batch_size=None, kube_api_url=None)
+    results = {}
+    pg.execute("ALTER TABLE jobsched.jobs DISABLE TRIGGER USER")
+    reset(pg)
+    results["no trigger"] = pgbench(pg, workdir, args.pgbench_seconds, args.clients)
+    pg.execute("ALTER TABLE jobsched.jobs ENABLE TRIGGER USER")
+    for mode in ("notify", "latch"):
+        pg.set_config(wake_mode=mode)
+        reset(pg)
+        results[f"wake_mode={mode}"] = pgbench(pg, workdir, args.pgbench_seconds, args.clients)
+    base = results["no trigger"]
+    for name, tps in results.items():
+        print(f"  {name:18} {tps:10,.0f} tps   ({(tps / base - 1) * 100:+.1f} % vs no trigger)")
 
 
 if __name__ == "__main__":

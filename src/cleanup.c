@@ -22,8 +22,6 @@
 
 #include <limits.h>
 
-#include <cJSON.h>
-
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "nodes/pg_list.h"
@@ -33,9 +31,9 @@
 #include "utils/timestamp.h"
 
 #include "jobsched.h"
+#include "kobject.h"
 #include "kube.h"
 #include "queue.h"
-#include "render.h"
 #include "sync.h"
 
 #define CLEANUP_PAGE_SIZE 500
@@ -199,21 +197,11 @@ cleanup_abort(KubeRequest *req)
 			 errdetail_internal("%s", why)));
 }
 
-static char *
-cleanup_string(cJSON *obj, const char *a, const char *b)
-{
-	cJSON	   *node = obj ? cJSON_GetObjectItemCaseSensitive(obj, a) : NULL;
-
-	if (node && b)
-		node = cJSON_GetObjectItemCaseSensitive(node, b);
-	return cJSON_IsString(node) ? node->valuestring : NULL;
-}
-
 /* Created before the cutoff?  Unparsable timestamps count as young. */
 static bool
 cleanup_is_old(cJSON *obj)
 {
-	char	   *created = cleanup_string(obj, "metadata", "creationTimestamp");
+	char	   *created = jobsched_kobject_string(obj, "metadata", "creationTimestamp", NULL);
 	Datum		ts;
 
 	if (created == NULL)
@@ -222,8 +210,6 @@ cleanup_is_old(cJSON *obj)
 							 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 	return DatumGetTimestampTz(ts) < cleanup_cutoff;
 }
-
-static bool cleanup_job_finished(cJSON *job);
 
 /*
  * The Job as the API deleted it, if the answer carries it: a Job that
@@ -238,29 +224,10 @@ cleanup_was_active(const KubeRequest *req, bool listed_active)
 	if (!listed_active || req->response == NULL)
 		return listed_active;
 	root = cJSON_Parse(req->response);
-	if (root && cJSON_GetObjectItemCaseSensitive(root, "status") &&
-		cleanup_job_finished(root))
+	if (jobsched_kobject_finished(root, NULL) != NULL)
 		active = false;
 	cJSON_Delete(root);
 	return active;
-}
-
-static bool
-cleanup_job_finished(cJSON *job)
-{
-	cJSON	   *cond;
-
-	cJSON_ArrayForEach(cond, cJSON_GetObjectItemCaseSensitive(
-															  cJSON_GetObjectItemCaseSensitive(job, "status"), "conditions"))
-	{
-		char	   *type = cleanup_string(cond, "type", NULL);
-		char	   *truth = cleanup_string(cond, "status", NULL);
-
-		if (type && truth && strcmp(truth, "True") == 0 &&
-			(strcmp(type, "Complete") == 0 || strcmp(type, "Failed") == 0))
-			return true;
-	}
-	return false;
 }
 
 typedef struct CleanupDelete
@@ -318,56 +285,32 @@ cleanup_delete(const char *path, int64 job_id, bool active, bool is_pod)
 	jobsched_kube_request_start(req);
 }
 
-static void
-cleanup_list_jobs_done(KubeRequest *req)
+/*
+ * A page of a list arrived: its parsed body, or NULL after giving up on
+ * this namespace (the request is then freed, and the run moves on).
+ */
+static cJSON *
+cleanup_page(KubeRequest *req)
 {
-	cJSON	   *root = NULL;
-	cJSON	   *item;
-	char	   *next;
+	cJSON	   *root = jobsched_kobject_parse(req);
 
 	cleanup_list_req = NULL;
-	if (req->curl_result != 0 || req->http_status != 200 ||
-		(root = cJSON_Parse(req->response ? req->response : "")) == NULL)
-	{
-		cleanup_abort(req);
-		jobsched_kube_request_free(req);
-		/* skip to this namespace's end */
-		cleanup_phase = CLEANUP_PODS;
-		cleanup_list_done = true;
-		cleanup_advance();
-		return;
-	}
+	if (root != NULL)
+		return root;
+	cleanup_abort(req);
+	jobsched_kube_request_free(req);
+	cleanup_phase = CLEANUP_PODS;	/* skip to this namespace's end */
+	cleanup_list_done = true;
+	cleanup_advance();
+	return NULL;
+}
 
-	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(root, "items"))
-	{
-		char	   *name = cleanup_string(item, "metadata", "name");
-		cJSON	   *labels = cJSON_GetObjectItemCaseSensitive(
-															  cJSON_GetObjectItemCaseSensitive(item, "metadata"), "labels");
-		char	   *id_label = cleanup_string(labels, JOBSCHED_LABEL_JOB_ID, NULL);
-		char	   *instance = cleanup_string(labels, JOBSCHED_LABEL_INSTANCE, NULL);
-		CleanupName *entry;
-		bool		found;
-		bool		active;
-		int64		job_id = 0;
+/* After a page: ask for the next one, or note the list is complete. */
+static void
+cleanup_page_done(KubeRequest *req, cJSON *root)
+{
+	char	   *next = jobsched_kobject_string(root, "metadata", "continue", NULL);
 
-		if (name == NULL || strlen(name) >= 64)
-			continue;
-		entry = hash_search(cleanup_jobs, name, HASH_ENTER, &found);
-		entry->deleted = false;
-		if (!cleanup_is_old(item))
-			continue;
-		active = !cleanup_job_finished(item);
-		if (active && jobsched_cleanup_spare_active)
-			continue;
-		if (id_label && instance && strcmp(instance, jobsched_instance_id()) == 0)
-			job_id = strtoi64(id_label, NULL, 10);
-		entry->deleted = true;
-		cleanup_delete(psprintf("/apis/batch/v1/namespaces/%s/jobs/%s?propagationPolicy=Background",
-								cleanup_namespace(), name),
-					   job_id, active, false);
-	}
-
-	next = cleanup_string(root, "metadata", "continue");
 	if (next && next[0] != '\0')
 		cleanup_start_list(pstrdup(next));
 	else
@@ -378,28 +321,52 @@ cleanup_list_jobs_done(KubeRequest *req)
 }
 
 static void
-cleanup_list_pods_done(KubeRequest *req)
+cleanup_list_jobs_done(KubeRequest *req)
 {
-	cJSON	   *root = NULL;
+	cJSON	   *root = cleanup_page(req);
 	cJSON	   *item;
-	char	   *next;
 
-	cleanup_list_req = NULL;
-	if (req->curl_result != 0 || req->http_status != 200 ||
-		(root = cJSON_Parse(req->response ? req->response : "")) == NULL)
-	{
-		cleanup_abort(req);
-		jobsched_kube_request_free(req);
-		cleanup_list_done = true;
-		cleanup_advance();
+	if (root == NULL)
 		return;
-	}
 
 	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(root, "items"))
 	{
-		char	   *name = cleanup_string(item, "metadata", "name");
-		char	   *job = cleanup_string(cJSON_GetObjectItemCaseSensitive(item, "metadata"),
-										 "labels", "batch.kubernetes.io/job-name");
+		char	   *name = jobsched_kobject_string(item, "metadata", "name", NULL);
+		CleanupName *entry;
+		bool		found;
+		bool		active;
+
+		if (name == NULL || strlen(name) >= 64)
+			continue;
+		entry = hash_search(cleanup_jobs, name, HASH_ENTER, &found);
+		entry->deleted = false;
+		if (!cleanup_is_old(item))
+			continue;
+		active = (jobsched_kobject_finished(item, NULL) == NULL);
+		if (active && jobsched_cleanup_spare_active)
+			continue;
+		entry->deleted = true;
+		cleanup_delete(psprintf("/apis/batch/v1/namespaces/%s/jobs/%s?propagationPolicy=Background",
+								cleanup_namespace(), name),
+					   jobsched_kobject_job_id(item), active, false);
+	}
+	cleanup_page_done(req, root);
+}
+
+static void
+cleanup_list_pods_done(KubeRequest *req)
+{
+	cJSON	   *root = cleanup_page(req);
+	cJSON	   *item;
+
+	if (root == NULL)
+		return;
+
+	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(root, "items"))
+	{
+		char	   *name = jobsched_kobject_string(item, "metadata", "name", NULL);
+		char	   *job = jobsched_kobject_string(item, "metadata", "labels",
+												  "batch.kubernetes.io/job-name");
 		CleanupName *entry;
 
 		if (name == NULL || job == NULL || strlen(job) >= 64)
@@ -411,15 +378,7 @@ cleanup_list_pods_done(KubeRequest *req)
 									cleanup_namespace(), name),
 						   0, false, true);
 	}
-
-	next = cleanup_string(root, "metadata", "continue");
-	if (next && next[0] != '\0')
-		cleanup_start_list(pstrdup(next));
-	else
-		cleanup_list_done = true;
-	cJSON_Delete(root);
-	jobsched_kube_request_free(req);
-	cleanup_advance();
+	cleanup_page_done(req, root);
 }
 
 /* Start a cleanup run when one is due.  Returns ms until the next one. */

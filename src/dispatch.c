@@ -39,6 +39,7 @@
 
 #include "dispatch.h"
 #include "jobsched.h"
+#include "kobject.h"
 #include "kube.h"
 #include "queue.h"
 #include "render.h"
@@ -339,24 +340,10 @@ dispatch_send(JobschedJob *job)
 				   DISPATCH_CREATE);
 }
 
-static char *
-dispatch_json_string(cJSON *obj, const char *a, const char *b, const char *c)
-{
-	cJSON	   *node = obj;
-
-	if (node && a)
-		node = cJSON_GetObjectItemCaseSensitive(node, a);
-	if (node && b)
-		node = cJSON_GetObjectItemCaseSensitive(node, b);
-	if (node && c)
-		node = cJSON_GetObjectItemCaseSensitive(node, c);
-	return cJSON_IsString(node) ? node->valuestring : NULL;
-}
-
 static void
 dispatch_submitted(JobschedJob *job, KubeRequest *req, cJSON *job_json)
 {
-	char	   *uid = dispatch_json_string(job_json, "metadata", "uid", NULL);
+	char	   *uid = jobsched_kobject_string(job_json, "metadata", "uid", NULL);
 
 	if (uid)
 		job->uid = MemoryContextStrdup(job->batch->cxt, uid);
@@ -405,16 +392,10 @@ dispatch_lookup_done(KubeRequest *req)
 	dispatch_in_flight--;
 	if (req->curl_result == 0 && status == 200)
 	{
-		cJSON	   *root = req->response ? cJSON_Parse(req->response) : NULL;
-		char	   *id_label = dispatch_json_string(root, "metadata", "labels",
-													JOBSCHED_LABEL_JOB_ID);
-		char	   *instance_label = dispatch_json_string(root, "metadata", "labels",
-														  JOBSCHED_LABEL_INSTANCE);
-		char		id_text[32];
+		cJSON	   *root = jobsched_kobject_parse(req);
 
-		snprintf(id_text, sizeof(id_text), INT64_FORMAT, job->id);
-		if (id_label && instance_label && strcmp(id_label, id_text) == 0 &&
-			strcmp(instance_label, jobsched_instance_id()) == 0)
+		/* ours: this job's id and this database's instance in its labels */
+		if (jobsched_kobject_job_id(root) == job->id)
 			dispatch_submitted(job, req, root);
 		else
 		{

@@ -312,6 +312,13 @@ queue_text_array(char **values, int n)
 }
 
 static Datum
+queue_int8_array(Datum *values, int n)
+{
+	return PointerGetDatum(construct_array(values, n, INT8OID, sizeof(int64),
+										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+static Datum
 queue_int_array(int *values, int n)
 {
 	Datum	   *elems = palloc(sizeof(Datum) * n);
@@ -389,8 +396,7 @@ jobsched_queue_record(JobschedJob **jobs, int njobs)
 		delay[i] = job->outcome == OUTCOME_RETRY ? job->delay_ms : 0;
 	}
 
-	args[0] = PointerGetDatum(construct_array(ids, njobs, INT8OID, sizeof(int64),
-											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[0] = queue_int8_array(ids, njobs);
 	args[1] = queue_text_array(state, njobs);
 	args[2] = queue_text_array(ns, njobs);
 	args[3] = queue_text_array(name, njobs);
@@ -505,8 +511,7 @@ jobsched_queue_apply_status(JobschedJobStatus *statuses, int n, MemoryContext cx
 		started[i] = statuses[i].started_at;
 		finished[i] = statuses[i].finished_at;
 	}
-	args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
-											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[0] = queue_int8_array(ids, n);
 	args[1] = queue_text_array(uid, n);
 	args[2] = queue_text_array(state, n);
 	args[3] = queue_text_array(error, n);
@@ -569,8 +574,7 @@ jobsched_queue_mark_missing(const char *namespace, TimestampTz listed_at,
 		ids[i] = Int64GetDatum(seen[i]);
 	args[0] = CStringGetTextDatum(namespace);
 	args[1] = TimestampTzGetDatum(listed_at);
-	args[2] = PointerGetDatum(construct_array(ids, nseen, INT8OID, sizeof(int64),
-											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = queue_int8_array(ids, nseen);
 	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "could not record deleted Jobs: %s", SPI_result_code_string(rc));

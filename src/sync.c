@@ -21,8 +21,6 @@
 
 #include <limits.h>
 
-#include <cJSON.h>
-
 #include "lib/ilist.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
@@ -30,9 +28,9 @@
 #include "utils/timestamp.h"
 
 #include "jobsched.h"
+#include "kobject.h"
 #include "kube.h"
 #include "queue.h"
-#include "render.h"
 #include "sync.h"
 
 #define SYNC_PAGE_SIZE		500
@@ -135,16 +133,6 @@ jobsched_sync_reset(void)
 	sync_next_refresh = 0;
 }
 
-static char *
-sync_string(cJSON *obj, const char *a, const char *b)
-{
-	cJSON	   *node = obj ? cJSON_GetObjectItemCaseSensitive(obj, a) : NULL;
-
-	if (node && b)
-		node = cJSON_GetObjectItemCaseSensitive(node, b);
-	return cJSON_IsString(node) ? node->valuestring : NULL;
-}
-
 static void
 sync_queue(SyncNamespace *ns, const JobschedJobStatus *st, const char *name)
 {
@@ -173,76 +161,54 @@ sync_queue(SyncNamespace *ns, const JobschedJobStatus *st, const char *name)
 
 /*
  * Read one Job object: ours?  Which state does it say?  Returns false for
- * a Job that is not one of this database's, or one not started yet.
- * deleted: the object comes from a DELETED event.
+ * a Job that is not one of this database's.  deleted: the object comes
+ * from a DELETED event.
  */
 static bool
 sync_observe(SyncNamespace *ns, cJSON *job, bool deleted)
 {
-	cJSON	   *labels = cJSON_GetObjectItemCaseSensitive(
-														  cJSON_GetObjectItemCaseSensitive(job, "metadata"), "labels");
-	cJSON	   *status = cJSON_GetObjectItemCaseSensitive(job, "status");
-	cJSON	   *conditions = cJSON_GetObjectItemCaseSensitive(status, "conditions");
-	cJSON	   *cond;
-	cJSON	   *active = cJSON_GetObjectItemCaseSensitive(status, "active");
-	char	   *id_label = sync_string(labels, JOBSCHED_LABEL_JOB_ID, NULL);
-	char	   *instance = sync_string(labels, JOBSCHED_LABEL_INSTANCE, NULL);
-	char	   *name = sync_string(job, "metadata", "name");
+	cJSON	   *status = jobsched_kobject_get(job, "status", NULL, NULL);
+	cJSON	   *active = jobsched_kobject_get(status, "active", NULL, NULL);
+	cJSON	   *finished;
+	bool		succeeded = false;
 	JobschedJobStatus st;
-	char	   *end;
 
-	if (id_label == NULL || instance == NULL ||
-		strcmp(instance, jobsched_instance_id()) != 0)
-		return false;
 	memset(&st, 0, sizeof(st));
-	errno = 0;
-	st.id = strtoi64(id_label, &end, 10);
-	if (errno != 0 || *end != '\0')
+	st.id = jobsched_kobject_job_id(job);
+	if (st.id == 0)
 		return false;
-	st.uid = sync_string(job, "metadata", "uid");
-	st.started_at = sync_string(status, "startTime", NULL);
+	st.uid = jobsched_kobject_string(job, "metadata", "uid", NULL);
+	st.started_at = jobsched_kobject_string(status, "startTime", NULL, NULL);
 
-	cJSON_ArrayForEach(cond, conditions)
+	finished = jobsched_kobject_finished(job, &succeeded);
+	if (finished && succeeded)
 	{
-		char	   *type = sync_string(cond, "type", NULL);
-		char	   *truth = sync_string(cond, "status", NULL);
-
-		if (type == NULL || truth == NULL || strcmp(truth, "True") != 0)
-			continue;
-		if (strcmp(type, "Complete") == 0)
-		{
-			st.state = "succeeded";
-			st.finished_at = sync_string(status, "completionTime", NULL);
-			if (st.finished_at == NULL)
-				st.finished_at = sync_string(cond, "lastTransitionTime", NULL);
-			break;
-		}
-		if (strcmp(type, "Failed") == 0)
-		{
-			char	   *reason = sync_string(cond, "reason", NULL);
-			char	   *message = sync_string(cond, "message", NULL);
-
-			st.state = "failed";
-			st.finished_at = sync_string(cond, "lastTransitionTime", NULL);
-			st.error = psprintf("the Job failed: %s%s%s",
-								reason ? reason : "Failed",
-								message ? ": " : "", message ? message : "");
-			break;
-		}
+		st.state = "succeeded";
+		st.finished_at = jobsched_kobject_string(status, "completionTime", NULL, NULL);
+		if (st.finished_at == NULL)
+			st.finished_at = jobsched_kobject_string(finished, "lastTransitionTime", NULL, NULL);
 	}
+	else if (finished)
+	{
+		char	   *reason = jobsched_kobject_string(finished, "reason", NULL, NULL);
+		char	   *message = jobsched_kobject_string(finished, "message", NULL, NULL);
 
-	if (st.state == NULL && deleted)
+		st.state = "failed";
+		st.finished_at = jobsched_kobject_string(finished, "lastTransitionTime", NULL, NULL);
+		st.error = psprintf("the Job failed: %s%s%s", reason ? reason : "Failed",
+							message ? ": " : "", message ? message : "");
+	}
+	else if (deleted)
 	{
 		st.state = "gone";
 		st.error = "the Job was deleted before it finished";
 	}
-	else if (st.state == NULL)
-	{
-		if (st.started_at == NULL && !(cJSON_IsNumber(active) && active->valueint > 0))
-			return true;		/* ours, not started: nothing to record */
+	else if (st.started_at != NULL || (cJSON_IsNumber(active) && active->valueint > 0))
 		st.state = "running";
-	}
-	sync_queue(ns, &st, name);
+	else
+		return true;			/* ours, not started yet: nothing to record */
+
+	sync_queue(ns, &st, jobsched_kobject_string(job, "metadata", "name", NULL));
 	return true;
 }
 
@@ -311,8 +277,7 @@ sync_list_done(KubeRequest *req)
 	char	   *rv;
 
 	ns->list_req = NULL;
-	if (req->curl_result != 0 || req->http_status != 200 ||
-		(root = cJSON_Parse(req->response ? req->response : "")) == NULL)
+	if ((root = jobsched_kobject_parse(req)) == NULL)
 	{
 		if (req->curl_result == 0 && req->http_status == 410)
 			ns->next_list_at = 0;	/* continue token expired: start over */
@@ -325,10 +290,7 @@ sync_list_done(KubeRequest *req)
 
 	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(root, "items"))
 	{
-		char	   *id_label = sync_string(cJSON_GetObjectItemCaseSensitive(item, "metadata"),
-										   "labels", JOBSCHED_LABEL_JOB_ID);
-
-		if (!sync_observe(ns, item, false) || id_label == NULL)
+		if (!sync_observe(ns, item, false))
 			continue;
 		if (ns->nseen == ns->seen_cap)
 		{
@@ -337,11 +299,11 @@ sync_list_done(KubeRequest *req)
 				repalloc(ns->seen, sizeof(int64) * ns->seen_cap) :
 				MemoryContextAlloc(sync_cxt, sizeof(int64) * ns->seen_cap);
 		}
-		ns->seen[ns->nseen++] = strtoi64(id_label, NULL, 10);
+		ns->seen[ns->nseen++] = jobsched_kobject_job_id(item);
 	}
 
-	next = sync_string(root, "metadata", "continue");
-	rv = sync_string(root, "metadata", "resourceVersion");
+	next = jobsched_kobject_string(root, "metadata", "continue", NULL);
+	rv = jobsched_kobject_string(root, "metadata", "resourceVersion", NULL);
 	if (next && next[0] != '\0')
 		sync_start_list(ns, next);
 	else
@@ -371,9 +333,9 @@ sync_watch_event(SyncNamespace *ns, const char *line)
 
 	if (event == NULL)
 		return false;
-	type = sync_string(event, "type", NULL);
+	type = jobsched_kobject_string(event, "type", NULL, NULL);
 	object = cJSON_GetObjectItemCaseSensitive(event, "object");
-	rv = sync_string(object, "metadata", "resourceVersion");
+	rv = jobsched_kobject_string(object, "metadata", "resourceVersion", NULL);
 
 	if (type == NULL || strcmp(type, "ERROR") == 0)
 	{
@@ -466,26 +428,23 @@ sync_pods_done(KubeRequest *req)
 	cJSON	   *pod;
 	char	   *detail = NULL;
 
-	if (req->curl_result == 0 && req->http_status == 200 &&
-		(root = cJSON_Parse(req->response ? req->response : "")) != NULL)
+	if ((root = jobsched_kobject_parse(req)) != NULL)
 	{
 		cJSON_ArrayForEach(pod, cJSON_GetObjectItemCaseSensitive(root, "items"))
 		{
 			cJSON	   *cs;
 
-			cJSON_ArrayForEach(cs, cJSON_GetObjectItemCaseSensitive(
-																	cJSON_GetObjectItemCaseSensitive(pod, "status"), "containerStatuses"))
+			cJSON_ArrayForEach(cs, jobsched_kobject_get(pod, "status", "containerStatuses", NULL))
 			{
-				cJSON	   *term = cJSON_GetObjectItemCaseSensitive(
-																	cJSON_GetObjectItemCaseSensitive(cs, "state"), "terminated");
-				cJSON	   *code = cJSON_GetObjectItemCaseSensitive(term, "exitCode");
-				char	   *reason = sync_string(term, "reason", NULL);
+				cJSON	   *term = jobsched_kobject_get(cs, "state", "terminated", NULL);
+				cJSON	   *code = jobsched_kobject_get(term, "exitCode", NULL, NULL);
+				char	   *reason = jobsched_kobject_string(term, "reason", NULL, NULL);
 
 				if (term == NULL || (cJSON_IsNumber(code) && code->valueint == 0))
 					continue;
 				detail = psprintf("pod %s container %s: %s, exit code %d",
-								  sync_string(pod, "metadata", "name"),
-								  sync_string(cs, "name", NULL),
+								  jobsched_kobject_string(pod, "metadata", "name", NULL),
+								  jobsched_kobject_string(cs, "name", NULL, NULL),
 								  reason ? reason : "terminated",
 								  cJSON_IsNumber(code) ? code->valueint : -1);
 				break;

@@ -2,9 +2,12 @@
 server (test/kube-api) on loopback with a fresh CA, and a throwaway PostgreSQL
 15 cluster with jobsched preloaded, run by the current (non-root) user.
 """
+import contextlib
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import urllib.request
 
@@ -243,3 +246,23 @@ jobsched.request_timeout = '5s'
     def server_log(self):
         with open(self.logfile, errors="replace") as f:
             return f.read()
+
+
+@contextlib.contextmanager
+def servers(prefix, settings=None, fsync=False):
+    """Both servers in a fresh directory, for the demo and the benchmarks;
+    stopped and removed afterwards, whatever happens."""
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    api = pg = None
+    try:
+        api = KubeApi(workdir)
+        api.reset()
+        pg = Postgres(workdir, api, settings=settings, fsync=fsync)
+        pg.wait_worker()
+        yield api, pg
+    finally:
+        if pg:
+            pg.stop()
+        if api:
+            api.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,23 @@
+/*-------------------------------------------------------------------------
+ *
+ * kobject.h
+ *	  Reading the Kubernetes objects the API answers with (cJSON trees).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef JOBSCHED_KOBJECT_H
+#define JOBSCHED_KOBJECT_H
+
+#include <cJSON.h>
+
+#include "kube.h"
+
+extern cJSON *jobsched_kobject_get(cJSON *obj, const char *a, const char *b,
+								   const char *c);
+extern char *jobsched_kobject_string(cJSON *obj, const char *a, const char *b,
+									 const char *c);
+extern cJSON *jobsched_kobject_finished(cJSON *job, bool *succeeded);
+extern int64 jobsched_kobject_job_id(cJSON *obj);
+extern cJSON *jobsched_kobject_parse(const KubeRequest *req);
+
+#endif							/* JOBSCHED_KOBJECT_H */
