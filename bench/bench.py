@@ -69,13 +69,21 @@ def reset(pg):
     pg.execute("TRUNCATE jobsched.jobs")
 
 
-def bench_latency(pg, api, n):
+def bench_latency(pg, api, n, warmup=50):
     reset(pg)
     api.call("DELETE", "/requests")
     conn = pg.connect()
     conn.autocommit = False
     committed = {}
     with conn.cursor() as cur:
+        for _ in range(warmup):
+            cur.execute("INSERT INTO jobsched.jobs (type, params) VALUES ('bench', '{}')")
+            conn.commit()
+            time.sleep(0.004)
+        wait_for("the warm-up", lambda: pg.value(
+            "SELECT count(*) FROM jobsched.jobs WHERE state = 'submitted'") == warmup, timeout=60)
+        reset(pg)
+        api.call("DELETE", "/requests")
         for _ in range(n):
             cur.execute("INSERT INTO jobsched.jobs (type, params) VALUES ('bench', '{}') RETURNING id")
             job_id = cur.fetchone()[0]

@@ -621,6 +621,24 @@ kube_rebuild_wait_set(void)
 }
 
 /*
+ * Let libcurl start the requests just added, now rather than at the next
+ * wait: the connection or the request goes out before the caller moves
+ * on to other work.
+ */
+void
+jobsched_kube_kick(void)
+{
+	int			running;
+
+	if (kube_timer_deadline >= 0 && kube_timer_deadline <= kube_now_ms())
+	{
+		kube_timer_deadline = -1;
+		curl_multi_socket_action(kube_multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		kube_collect_finished();
+	}
+}
+
+/*
  * Wait for the latch, libcurl's sockets or its timer, at most timeout_ms
  * (-1: no limit), then let libcurl make progress.  Finished requests are
  * then available from kube_next_done().  Returns true if the latch was

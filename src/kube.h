@@ -65,6 +65,7 @@ extern KubeRequest *jobsched_kube_next_done(void);
 extern int	jobsched_kube_in_flight(void);
 extern void jobsched_kube_abandon_all(void);
 
+extern void jobsched_kube_kick(void);
 extern bool jobsched_kube_wait(long timeout_ms, uint32 wait_event_info);
 
 extern char *jobsched_kube_escape(const char *text);

@@ -154,6 +154,8 @@ worker_loop(void)
 		MemoryContextSwitchTo(worker_pass_cxt);
 
 		timeout = jobsched_dispatch_run();
+		/* creates go out before the other duties run */
+		jobsched_kube_kick();
 		timeout = worker_min_timeout(timeout, jobsched_cancel_run());
 		timeout = worker_min_timeout(timeout, jobsched_sync_run());
 		timeout = worker_min_timeout(timeout, jobsched_cleanup_run());
