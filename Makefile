@@ -26,6 +26,7 @@ PG_CFLAGS = -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wno-missing-field-initializers -Wno-sign-compare
 SHLIB_LINK = $(shell $(PKG_CONFIG) --libs libcurl libcjson)
 
+
 # pg_regress runs against a private server that preloads the library
 REGRESS = setup schema submit privileges render status
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=./tmp_check \

@@ -162,8 +162,18 @@ jobsched.request_timeout = '5s'
         self.execute("CREATE EXTENSION jobsched")
 
     def start(self):
-        subprocess.run([os.path.join(PG_BIN, "pg_ctl"), "-D", self.datadir, "-l", self.logfile,
-                        "-w", "start"], check=True, capture_output=True)
+        wrapper = os.environ.get("JOBSCHED_PG_WRAPPER")
+        if not wrapper:
+            subprocess.run([os.path.join(PG_BIN, "pg_ctl"), "-D", self.datadir, "-l",
+                            self.logfile, "-w", "start"], check=True, capture_output=True)
+            return
+        # JOBSCHED_PG_WRAPPER runs the server under a tool, e.g. valgrind (see the README)
+        with open(self.logfile, "a") as log:
+            subprocess.Popen(wrapper.split() + [os.path.join(PG_BIN, "postgres"), "-D", self.datadir],
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for("the server to accept connections", lambda: subprocess.run(
+            [os.path.join(PG_BIN, "pg_isready"), "-q", "-h", self.sockdir, "-p", str(self.port)]
+        ).returncode == 0, timeout=120, interval=0.5)
 
     def stop(self):
         subprocess.run([os.path.join(PG_BIN, "pg_ctl"), "-D", self.datadir, "-m", "fast",
