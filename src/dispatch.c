@@ -31,6 +31,7 @@
 
 #include <cJSON.h>
 
+#include "access/xact.h"
 #include "common/pg_prng.h"
 #include "lib/ilist.h"
 #include "miscadmin.h"
@@ -422,20 +423,78 @@ dispatch_lookup_done(KubeRequest *req)
 	jobsched_kube_request_free(req);
 }
 
-/* Record the outcomes waiting, and drop batches that are done. */
+/*
+ * Record outcomes in one transaction.  On an error (a user's trigger on
+ * jobsched.jobs that rejects one row, say) the transaction is rolled back
+ * and the error returned, palloc'd in dispatch_cxt; NULL on success.
+ */
+static ErrorData *
+dispatch_record(JobschedJob **jobs, int njobs)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorData  *volatile edata = NULL;
+
+	PG_TRY();
+	{
+		bool		ready = jobsched_queue_begin("jobsched: recording job outcomes");
+
+		if (ready && jobsched_queue_record(jobs, njobs))
+			jobsched_cancel_wake();
+		jobsched_queue_end();
+	}
+	PG_CATCH();
+	{
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(dispatch_cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(cxt);
+		RESUME_INTERRUPTS();
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+/* Say that a job's outcome could not be recorded (edata NULL: it was). */
+static void
+dispatch_unrecorded(JobschedJob *job, ErrorData *edata)
+{
+	if (edata == NULL)
+		return;
+	ereport(WARNING,
+			(errmsg("jobsched: could not record the outcome of job " INT64_FORMAT, job->id),
+			 errdetail_internal("%s", edata->message),
+			 errhint("The job stays claimed until the worker restarts.")));
+	jobsched_shmem_set_error(psprintf("job " INT64_FORMAT ": %s", job->id, edata->message));
+	FreeErrorData(edata);
+}
+
+/*
+ * Record the outcomes waiting, and drop batches that are done.  Should the
+ * batch fail, each outcome is recorded on its own, so one row that cannot
+ * be updated does not hold up the others: it stays claimed (and is
+ * retried when the worker restarts), and the log says why.
+ */
 static void
 dispatch_flush(void)
 {
 	int			i;
-	bool		ready;
+	ErrorData  *edata;
 
 	if (dispatch_noutcomes == 0)
 		return;
 
-	ready = jobsched_queue_begin("jobsched: recording job outcomes");
-	if (ready && jobsched_queue_record(dispatch_outcomes, dispatch_noutcomes))
-		jobsched_cancel_wake();
-	jobsched_queue_end();
+	edata = dispatch_record(dispatch_outcomes, dispatch_noutcomes);
+	if (edata != NULL && dispatch_noutcomes > 1)
+	{
+		FreeErrorData(edata);
+		for (i = 0; i < dispatch_noutcomes; i++)
+			dispatch_unrecorded(dispatch_outcomes[i],
+								dispatch_record(&dispatch_outcomes[i], 1));
+	}
+	else
+		dispatch_unrecorded(dispatch_outcomes[0], edata);
 
 	for (i = 0; i < dispatch_noutcomes; i++)
 	{

@@ -209,6 +209,42 @@ def test_conflict_with_someone_elses_job_fails(pg, api):
     assert "not created by this job" in job["last_error"]
 
 
+def test_a_row_that_cannot_be_updated_does_not_hold_up_the_others(pg, api):
+    # a user's trigger rejects the worker's update of one row
+    pg.execute("""CREATE FUNCTION public.reject_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+                  BEGIN
+                    IF NEW.params ? 'poison' AND NEW.state = 'submitted' THEN
+                      RAISE EXCEPTION 'poisoned row %', NEW.id;
+                    END IF;
+                    RETURN NEW;
+                  END $$""")
+    pg.execute("CREATE TRIGGER reject_poison BEFORE UPDATE ON jobsched.jobs"
+               " FOR EACH ROW EXECUTE FUNCTION public.reject_poison()")
+    try:
+        pid = pg.worker_pid()
+        with pg.conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("INSERT INTO jobsched.jobs (type, params) SELECT 'echo',"
+                        " CASE WHEN g = 3 THEN '{\"args\": [], \"poison\": 1}'::jsonb"
+                        " ELSE '{\"args\": []}' END FROM generate_series(1, 6) g RETURNING id")
+            ids = [r[0] for r in cur.fetchall()]
+            cur.execute("COMMIT")
+        poisoned = ids[2]
+        for job_id in ids:
+            if job_id != poisoned:
+                pg.wait_state(job_id, "submitted")
+        wait_for("the warning", lambda: f"could not record the outcome of job {poisoned}"
+                 in pg.server_log())
+        assert pg.job(poisoned)["state"] == "claimed"
+        assert pg.worker_pid() == pid
+        assert f"poisoned row {poisoned}" in pg.status()["last_error"]
+        # the worker goes on with new work
+        pg.wait_state(submit(pg), "submitted")
+    finally:
+        pg.execute("DROP TRIGGER reject_poison ON jobsched.jobs")
+        pg.execute("DROP FUNCTION public.reject_poison()")
+
+
 def test_transient_errors_fail_the_job_after_max_attempts(pg, api):
     pg.set_config(max_attempts=3)
     api.fault(mode="status", status=503)
