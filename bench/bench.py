@@ -29,7 +29,7 @@ error_log {dir}/error.log warn;
 pid {dir}/nginx.pid;
 events {{ worker_connections 1024; }}
 http {{
-    log_format bench '$request_method $status';
+    log_format bench '$msec $request_method $status $request_time $connection';
     access_log {dir}/access.log bench buffer=64k;
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;
@@ -57,12 +57,15 @@ def pct(values, p):
     return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
-def pss_kb(pid):
+def memory_kb(pid):
+    """PSS and private (USS) memory of a process, from smaps_rollup."""
+    fields = {}
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    return None
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                fields[parts[0].rstrip(":")] = int(parts[1])
+    return fields["Pss"], fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
 
 
 def reset(pg):
@@ -233,7 +236,10 @@ def run(args, api, pg, workdir, started):
               f"creates sent {sent}, rows submitted {args.jobs}, "
               f"lost {max(args.jobs - sent, 0)}, duplicated {max(sent - args.jobs, 0)}")
     pid = pg.worker_pid()
-    print(f"\n== worker memory: PSS {pss_kb(pid) / 1024:.1f} MB (pid {pid}, after the runs above)")
+    pss, private = memory_kb(pid)
+    print(f"\n== worker memory after the runs above: PSS {pss / 1024:.1f} MB, "
+          f"private {private / 1024:.1f} MB (the rest of PSS is its share of shared buffers "
+          f"and libraries)")
 
     if args.big_table_rows:
         print(f"\n== with {args.big_table_rows:,} finished rows in jobsched.jobs")

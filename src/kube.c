@@ -661,6 +661,10 @@ jobsched_kube_wait(long timeout_ms, uint32 wait_event_info)
 			timeout_ms = (long) until_timer;
 	}
 
+	/* answers already collected (by jobsched_kube_kick) need no waiting */
+	if (!dlist_is_empty(&kube_done))
+		timeout_ms = 0;
+
 	if (kube_sockets_changed || kube_wait_set == NULL)
 		kube_rebuild_wait_set();
 
