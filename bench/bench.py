@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -164,8 +165,11 @@ def main():
     ap.add_argument("--latency-jobs", type=int, default=500)
     ap.add_argument("--jobs", type=int, default=10000)
     ap.add_argument("--pgbench-seconds", type=int, default=10)
+    ap.add_argument("--pgbench-rounds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--big-table-rows", type=int, default=1000000)
+    ap.add_argument("--parts", default="latency,status,throughput,bigtable,pgbench",
+                    help="comma-separated subset of the default")
     args = ap.parse_args()
 
     settings = {"poll_interval": "1s", "wake_mode": "latch", "max_in_flight": "16",
@@ -188,6 +192,24 @@ def run(args, api, pg, workdir, started):
     print(f"machine: {os.cpu_count()} cores; PostgreSQL {pg.value('SHOW server_version')}; "
           f"synchronous_commit on, fsync on")
 
+    parts = set(args.parts.split(","))
+    if "latency" in parts:
+        bench_latency_modes(args, api, pg)
+    if "status" in parts:
+        print("\n== status change -> row (a Job completes in the API; the watch brings it)")
+        lat = bench_status_latency(pg, api, 200)
+        print(f"  200 Jobs: p50 {pct(lat, 50):.2f} ms   p90 {pct(lat, 90):.2f} ms   "
+              f"p99 {pct(lat, 99):.2f} ms   max {max(lat):.2f} ms")
+        api.call("DELETE", "/state")
+    if "throughput" in parts:
+        bench_throughputs(args, api, pg, workdir, started)
+    if "bigtable" in parts and args.big_table_rows:
+        bench_big_table(args, api, pg)
+    if "pgbench" in parts:
+        bench_pgbench(args, pg, workdir)
+
+
+def bench_latency_modes(args, api, pg):
     print(f"\n== commit -> POST latency ({args.latency_jobs} jobs, one per transaction)")
     for mode in ("latch", "notify"):
         pg.set_config(wake_mode=mode)
@@ -196,12 +218,8 @@ def run(args, api, pg, workdir, started):
               f"p99 {pct(lat, 99):.2f} ms   max {max(lat):.2f} ms")
     api.call("DELETE", "/state")
 
-    print("\n== status change -> row (a Job completes in the API; the watch brings it)")
-    lat = bench_status_latency(pg, api, 200)
-    print(f"  200 Jobs: p50 {pct(lat, 50):.2f} ms   p90 {pct(lat, 90):.2f} ms   "
-          f"p99 {pct(lat, 99):.2f} ms   max {max(lat):.2f} ms")
-    api.call("DELETE", "/state")
 
+def bench_throughputs(args, api, pg, workdir, started):
     print(f"\n== sustained throughput ({args.jobs} jobs inserted in one transaction)")
     api.call("PUT", "/log", {"bodies": False})
     rate, elapsed, creates = bench_throughput(pg, args.jobs, lambda: len(api.requests("POST")))
@@ -241,48 +259,57 @@ def run(args, api, pg, workdir, started):
           f"private {private / 1024:.1f} MB (the rest of PSS is its share of shared buffers "
           f"and libraries)")
 
-    if args.big_table_rows:
-        print(f"\n== with {args.big_table_rows:,} finished rows in jobsched.jobs")
-        pg.set_config(enabled="off", batch_size=None)
-        reset(pg)
-        pg.execute("ALTER TABLE jobsched.jobs DISABLE TRIGGER USER")
-        pg.execute("INSERT INTO jobsched.jobs (type, params, state, finished_at)"
-                   " SELECT 'bench', '{}', 'succeeded', now() FROM generate_series(1, %s)",
-                   (args.big_table_rows,))
-        pg.execute("ALTER TABLE jobsched.jobs ENABLE TRIGGER USER")
-        pg.execute("VACUUM ANALYZE jobsched.jobs")
-        pg.set_config(enabled="on", wake_mode="latch")
-        keep = pg.value("SELECT count(*) FROM jobsched.jobs")
-        start = time.monotonic()
-        pg.execute("INSERT INTO jobsched.jobs (type, params) SELECT 'bench', '{}'"
-                   " FROM generate_series(1, 10000)")
-        wait_for("10,000 submitted", lambda: pg.value(
-            "SELECT count(*) FROM jobsched.jobs WHERE state = 'submitted'") == 10000, timeout=300,
-            interval=0.005)
-        elapsed = time.monotonic() - start
-        plan = "\n    ".join(r[0] for r in pg.query(
-            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) SELECT id FROM jobsched.jobs"
-            " WHERE state = 'pending' ORDER BY priority DESC, id LIMIT 500 FOR UPDATE SKIP LOCKED"))
-        print(f"  {keep:,} rows: 10,000 new jobs submitted at {10000 / elapsed:,.0f} jobs/s")
-        print(f"  the claim's scan:\n    {plan}")
-        reset(pg)
-        api.call("DELETE", "/state")
 
-    print(f"\n== pgbench: one-row INSERT, {args.clients} clients, {args.pgbench_seconds} s each")
-    pg.set_config(enabled="off", batch_size=None, kube_api_url=None)
-    results = {}
-    pg.execute("ALTER TABLE jobsched.jobs DISABLE TRIGGER USER")
+def bench_big_table(args, api, pg):
+    print(f"\n== with {args.big_table_rows:,} finished rows in jobsched.jobs")
+    pg.set_config(enabled="off", batch_size=None)
     reset(pg)
-    results["no trigger"] = pgbench(pg, workdir, args.pgbench_seconds, args.clients)
+    pg.execute("ALTER TABLE jobsched.jobs DISABLE TRIGGER USER")
+    pg.execute("INSERT INTO jobsched.jobs (type, params, state, finished_at)"
+               " SELECT 'bench', '{}', 'succeeded', now() FROM generate_series(1, %s)",
+               (args.big_table_rows,))
     pg.execute("ALTER TABLE jobsched.jobs ENABLE TRIGGER USER")
-    for mode in ("notify", "latch"):
-        pg.set_config(wake_mode=mode)
-        reset(pg)
-        results[f"wake_mode={mode}"] = pgbench(pg, workdir, args.pgbench_seconds, args.clients)
-    base = results["no trigger"]
-    for name, tps in results.items():
-        print(f"  {name:18} {tps:10,.0f} tps   ({(tps / base - 1) * 100:+.1f} % vs no trigger)")
+    pg.execute("VACUUM ANALYZE jobsched.jobs")
+    pg.set_config(enabled="on", wake_mode="latch")
+    keep = pg.value("SELECT count(*) FROM jobsched.jobs")
+    start = time.monotonic()
+    pg.execute("INSERT INTO jobsched.jobs (type, params) SELECT 'bench', '{}'"
+               " FROM generate_series(1, 10000)")
+    wait_for("10,000 submitted", lambda: pg.value(
+        "SELECT count(*) FROM jobsched.jobs WHERE state = 'submitted'") == 10000, timeout=300,
+        interval=0.005)
+    elapsed = time.monotonic() - start
+    plan = "\n    ".join(r[0] for r in pg.query(
+        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) SELECT id FROM jobsched.jobs"
+        " WHERE state = 'pending' ORDER BY priority DESC, id LIMIT 500 FOR UPDATE SKIP LOCKED"))
+    print(f"  {keep:,} rows: 10,000 new jobs submitted at {10000 / elapsed:,.0f} jobs/s")
+    print(f"  the claim's scan:\n    {plan}")
+    reset(pg)
+    api.call("DELETE", "/state")
 
+
+def bench_pgbench(args, pg, workdir):
+    """Rounds of each variant, interleaved, so drift on a shared machine hits
+    all of them alike; the median of each is reported."""
+    print(f"\n== pgbench: one-row INSERT, {args.clients} clients, {args.pgbench_seconds} s a run, "
+          f"{args.pgbench_rounds} interleaved rounds, median tps")
+    pg.set_config(enabled="off", batch_size=None, kube_api_url=None)
+    results = {"no trigger": [], "wake_mode=notify": [], "wake_mode=latch": []}
+    for _ in range(args.pgbench_rounds):
+        pg.execute("ALTER TABLE jobsched.jobs DISABLE TRIGGER USER")
+        reset(pg)
+        results["no trigger"].append(pgbench(pg, workdir, args.pgbench_seconds, args.clients))
+        pg.execute("ALTER TABLE jobsched.jobs ENABLE TRIGGER USER")
+        for mode in ("notify", "latch"):
+            pg.set_config(wake_mode=mode)
+            reset(pg)
+            results[f"wake_mode={mode}"].append(
+                pgbench(pg, workdir, args.pgbench_seconds, args.clients))
+    base = statistics.median(results["no trigger"])
+    for name, runs in results.items():
+        tps = statistics.median(runs)
+        print(f"  {name:18} {tps:10,.0f} tps   ({(tps / base - 1) * 100:+.1f} % vs no trigger)   "
+              f"runs: {', '.join(f'{r:,.0f}' for r in runs)}")
 
 if __name__ == "__main__":
     main()
