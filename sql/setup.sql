@@ -17,3 +17,5 @@ SET jobsched.database = 'other';
 SHOW jobsched.cleanup_age;
 SHOW jobsched.channel;
 SHOW jobsched.wake_mode;
+-- A namespace must be a DNS-1123 label.
+ALTER SYSTEM SET jobsched.namespace = 'Not A Namespace';

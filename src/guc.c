@@ -65,6 +65,26 @@ guc_check_channel(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/* A namespace, when set, must be a DNS-1123 label, as Kubernetes requires. */
+static bool
+guc_check_namespace(char **newval, void **extra, GucSource source)
+{
+	const char *c = *newval;
+	size_t		len = c ? strlen(c) : 0;
+
+	if (len == 0)
+		return true;
+	for (; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
+			break;
+	if (*c != '\0' || len > 63 || (*newval)[0] == '-' || (*newval)[len - 1] == '-')
+	{
+		GUC_check_errdetail("A namespace is a DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit.");
+		return false;
+	}
+	return true;
+}
+
 /* The API URL, when set, must be an https:// or http:// URL. */
 static bool
 guc_check_api_url(char **newval, void **extra, GucSource source)
@@ -175,7 +195,7 @@ jobsched_guc_define(void)
 							   "",
 							   PGC_SIGHUP,
 							   0,
-							   NULL, NULL, NULL);
+							   guc_check_namespace, NULL, NULL);
 
 	DefineCustomIntVariable("jobsched.cleanup_age",
 							"Jobs (with their pods) created longer ago than this are deleted.",
