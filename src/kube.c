@@ -519,12 +519,6 @@ jobsched_kube_consume(KubeRequest *req, size_t len)
 	req->response[req->response_len] = '\0';
 }
 
-int
-jobsched_kube_in_flight(void)
-{
-	return kube_nrunning;
-}
-
 KubeRequest *
 jobsched_kube_next_done(void)
 {

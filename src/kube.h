@@ -62,7 +62,6 @@ extern void jobsched_kube_request_free(KubeRequest *req);
 extern void jobsched_kube_request_cancel(KubeRequest *req);
 extern void jobsched_kube_consume(KubeRequest *req, size_t len);
 extern KubeRequest *jobsched_kube_next_done(void);
-extern int	jobsched_kube_in_flight(void);
 extern void jobsched_kube_abandon_all(void);
 
 extern void jobsched_kube_kick(void);
