@@ -534,21 +534,14 @@ dispatch_claim(void)
 	int			i;
 	char	   *namespace = jobsched_guc_namespace();
 	bool		ready;
+	TimestampTz due = 0;
 
 	cxt = AllocSetContextCreate(dispatch_cxt, "jobsched batch",
 								ALLOCSET_DEFAULT_SIZES);
 	PG_TRY();
 	{
 		ready = jobsched_queue_begin("jobsched: claiming pending jobs");
-		n = ready ? jobsched_queue_claim(jobsched_batch_size, namespace, cxt, &jobs) : 0;
-		/* all due rows taken: wake up when the next one falls due */
-		if (ready && n < jobsched_batch_size)
-		{
-			TimestampTz due = jobsched_queue_next_due();
-
-			if (due != 0 && (dispatch_next_retry == 0 || due < dispatch_next_retry))
-				dispatch_next_retry = due;
-		}
+		n = ready ? jobsched_queue_claim(jobsched_batch_size, namespace, cxt, &jobs, &due) : 0;
 		jobsched_queue_end();
 	}
 	PG_CATCH();
@@ -561,6 +554,10 @@ dispatch_claim(void)
 	if (!ready)
 		dispatch_ready = false;
 	dispatch_work_maybe = (n == jobsched_batch_size);
+	/* all due rows taken: wake up when the next one falls due */
+	if (ready && n < jobsched_batch_size && due != 0 &&
+		(dispatch_next_retry == 0 || due < dispatch_next_retry))
+		dispatch_next_retry = due;
 	if (n == 0)
 	{
 		MemoryContextDelete(cxt);

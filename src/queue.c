@@ -41,8 +41,10 @@ static const char queue_claim_sql[] =
 "   WHERE state = 'pending'"
 "     AND (retry_at IS NULL OR retry_at <= now())"
 "     AND (run_after IS NULL OR run_after <= now())"
-"     AND CASE WHEN $3::text IS NULL THEN type <> ALL ($2)"
-"              ELSE type = $3 END"
+"     AND CASE WHEN $2::text IS NULL"
+"              THEN type <> ALL (ARRAY(SELECT name FROM jobsched.job_types"
+"                                       WHERE max_in_flight IS NOT NULL))"
+"              ELSE type = $2 END"
 "   ORDER BY priority DESC, id"
 "   LIMIT $1"
 "   FOR UPDATE SKIP LOCKED) "
@@ -50,7 +52,19 @@ static const char queue_claim_sql[] =
 "  FROM due, jobsched.job_types t"
 " WHERE j.id = due.id AND t.name = j.type "
 "RETURNING j.id, j.type, j.params::text, t.template::text, t.namespace,"
-"          j.attempts, j.retryable_failures";
+"          j.attempts, j.retryable_failures,"
+/* once per statement: are there capped types, and when is the next due? */
+"          (SELECT count(*) FROM jobsched.job_types"
+"            WHERE max_in_flight IS NOT NULL)::int,"
+"          (SELECT min(greatest(run_after, retry_at)) FROM jobsched.jobs"
+"            WHERE state = 'pending' AND greatest(run_after, retry_at) > now())";
+
+/* when the next pending row not yet due falls due (run_after, retry_at) */
+static const char queue_next_due_sql[] =
+"SELECT min(greatest(run_after, retry_at))"
+"  FROM jobsched.jobs"
+" WHERE state = 'pending'"
+"   AND greatest(run_after, retry_at) > now()";
 
 /* room left under each job type's cap on jobs in flight */
 static const char queue_caps_sql[] =
@@ -169,27 +183,28 @@ queue_int_value(HeapTuple tuple, TupleDesc desc, int col)
 
 /*
  * Run the claim query once: rows of every type but the capped ones
- * (only_type NULL), or rows of one capped type.  Appends to *jobs.
+ * (only_type NULL), or rows of one capped type.  Appends to *jobs.  When
+ * it claimed rows, also says whether capped types exist and when the next
+ * pending row falls due (0: none), which the statement computes once.
  */
 static int
-queue_claim_some(int limit, Datum capped_types, const char *only_type,
-				 const char *default_namespace, MemoryContext cxt,
-				 JobschedJob **jobs, int njobs)
+queue_claim_some(int limit, const char *only_type, const char *default_namespace,
+				 MemoryContext cxt, JobschedJob **jobs, int njobs,
+				 int *ncapped, TimestampTz *next_due)
 {
-	Datum		args[3];
-	char		nulls[3] = {' ', ' ', only_type ? ' ' : 'n'};
+	Datum		args[2];
+	char		nulls[2] = {' ', only_type ? ' ' : 'n'};
 	int			rc;
 	uint64		i;
 
 	if (queue_claim_plan == NULL)
 	{
-		Oid			argtypes[3] = {INT4OID, TEXTARRAYOID, TEXTOID};
+		Oid			argtypes[2] = {INT4OID, TEXTOID};
 
-		queue_claim_plan = queue_prepare(queue_claim_sql, 3, argtypes);
+		queue_claim_plan = queue_prepare(queue_claim_sql, 2, argtypes);
 	}
 	args[0] = Int32GetDatum(limit);
-	args[1] = capped_types;
-	args[2] = only_type ? CStringGetTextDatum(only_type) : (Datum) 0;
+	args[1] = only_type ? CStringGetTextDatum(only_type) : (Datum) 0;
 	rc = SPI_execute_plan(queue_claim_plan, args, nulls, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim jobs: %s", SPI_result_code_string(rc));
@@ -218,62 +233,20 @@ queue_claim_some(int limit, Datum capped_types, const char *only_type,
 		job->retryable_failures = queue_int_value(tuple, desc, 7);
 		job->outcome = OUTCOME_NONE;
 	}
+	if (ncapped)
+		*ncapped = queue_int_value(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8);
+	if (next_due)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 9, &isnull);
+
+		*next_due = isnull ? 0 : DatumGetTimestampTz(d);
+	}
 	return njobs + (int) SPI_processed;
 }
 
-/*
- * Claim up to limit due pending rows, highest priority first, skipping
- * rows others have locked (a cancel in progress, say), and never taking
- * a job type past its cap on jobs in flight (job_types.max_in_flight).
- * Fills *jobs_out with an array allocated in cxt and returns its length.
- */
-int
-jobsched_queue_claim(int limit, const char *default_namespace,
-					 MemoryContext cxt, JobschedJob **jobs_out)
-{
-	static SPIPlanPtr caps_plan = NULL;
-	int			ncapped;
-	char	  **capped;
-	int		   *room;
-	Datum		capped_array;
-	int			njobs = 0;
-	int			i;
-	int			rc;
-
-	if (caps_plan == NULL)
-		caps_plan = queue_prepare(queue_caps_sql, 0, NULL);
-	rc = SPI_execute_plan(caps_plan, NULL, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read job type caps: %s", SPI_result_code_string(rc));
-	ncapped = (int) SPI_processed;
-	capped = palloc(sizeof(char *) * Max(ncapped, 1));
-	room = palloc(sizeof(int) * Max(ncapped, 1));
-	for (i = 0; i < ncapped; i++)
-	{
-		capped[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		room[i] = queue_int_value(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-	}
-	capped_array = queue_text_array(capped, ncapped);
-
-	*jobs_out = NULL;
-	njobs = queue_claim_some(limit, capped_array, NULL, default_namespace, cxt,
-							 jobs_out, njobs);
-	for (i = 0; i < ncapped && njobs < limit; i++)
-	{
-		if (room[i] <= 0)
-			continue;
-		njobs = queue_claim_some(Min(room[i], limit - njobs), capped_array, capped[i],
-								 default_namespace, cxt, jobs_out, njobs);
-	}
-	return njobs;
-}
-
-/*
- * When the next pending row that is not due yet (run_after, retry_at)
- * falls due; 0 if none.  The worker sets its timer by it.
- */
-TimestampTz
-jobsched_queue_next_due(void)
+static TimestampTz
+queue_next_due(void)
 {
 	static SPIPlanPtr plan = NULL;
 	bool		isnull;
@@ -281,16 +254,68 @@ jobsched_queue_next_due(void)
 	int			rc;
 
 	if (plan == NULL)
-		plan = queue_prepare("SELECT min(greatest(run_after, retry_at))"
-							 "  FROM jobsched.jobs"
-							 " WHERE state = 'pending'"
-							 "   AND greatest(run_after, retry_at) > now()",
-							 0, NULL);
+		plan = queue_prepare(queue_next_due_sql, 0, NULL);
 	rc = SPI_execute_plan(plan, NULL, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read the next due job: %s", SPI_result_code_string(rc));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+/*
+ * Claim up to limit due pending rows, highest priority first, skipping
+ * rows others have locked (a cancel in progress, say), and never taking
+ * a job type past its cap on jobs in flight (job_types.max_in_flight).
+ * Fills *jobs_out with an array allocated in cxt and returns its length;
+ * *next_due says when the next pending row not yet due falls due (0:
+ * none), for the worker's timer.
+ *
+ * The common case is one statement.  Capped types, whose room depends on
+ * their jobs in flight, are claimed one type at a time afterwards.
+ */
+int
+jobsched_queue_claim(int limit, const char *default_namespace,
+					 MemoryContext cxt, JobschedJob **jobs_out,
+					 TimestampTz *next_due)
+{
+	static SPIPlanPtr caps_plan = NULL;
+	int			ncapped = -1;	/* unknown */
+	int			njobs;
+	uint64		i;
+	int			rc;
+
+	*jobs_out = NULL;
+	*next_due = 0;
+	njobs = queue_claim_some(limit, NULL, default_namespace, cxt, jobs_out, 0,
+							 &ncapped, next_due);
+	if (njobs == 0)
+		*next_due = queue_next_due();
+	if (njobs >= limit || ncapped == 0)
+		return njobs;
+
+	if (caps_plan == NULL)
+		caps_plan = queue_prepare(queue_caps_sql, 0, NULL);
+	rc = SPI_execute_plan(caps_plan, NULL, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read job type caps: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		return njobs;
+	else
+	{
+		SPITupleTable *caps = SPI_tuptable;
+		uint64		ncaps = SPI_processed;
+
+		for (i = 0; i < ncaps && njobs < limit; i++)
+		{
+			char	   *type = SPI_getvalue(caps->vals[i], caps->tupdesc, 1);
+			int			room = queue_int_value(caps->vals[i], caps->tupdesc, 2);
+
+			if (room > 0)
+				njobs = queue_claim_some(Min(room, limit - njobs), type, default_namespace,
+										 cxt, jobs_out, njobs, NULL, NULL);
+		}
+	}
+	return njobs;
 }
 
 static Datum

@@ -70,9 +70,9 @@ extern bool jobsched_queue_begin(const char *activity);
 extern void jobsched_queue_end(void);
 extern int	jobsched_queue_recover_claimed(void);
 extern int	jobsched_queue_claim(int limit, const char *default_namespace,
-								 MemoryContext cxt, JobschedJob **jobs_out);
+								 MemoryContext cxt, JobschedJob **jobs_out,
+								 TimestampTz *next_due);
 extern bool jobsched_queue_record(JobschedJob **jobs, int njobs);
-extern TimestampTz jobsched_queue_next_due(void);
 extern List *jobsched_queue_namespaces(const char *default_namespace,
 									   MemoryContext cxt);
 extern List *jobsched_queue_apply_status(JobschedJobStatus *statuses, int n,
