@@ -115,6 +115,32 @@ def test_expired_resource_version_means_a_relist(pg, api):
     pg.wait_state(row["id"], "succeeded", timeout=10)
 
 
+def test_bookmarks_keep_the_resource_version_fresh(pg, api):
+    submitted(pg)
+    api.call("PUT", "/watch", {"bookmark_ms": 50})
+
+    def watches():
+        return [r for r in api.requests("GET") if "watch" in r["query"]]
+    wait_for("a watch", watches)
+    # a change the watch does not see (another namespace) moves the resourceVersion
+    # on: only a bookmark can tell the worker
+    foreign = api.call("POST", "/objects", {"kind": "Job", "object": {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "elsewhere", "namespace": "jobsched-other"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+                                       "containers": [{"name": "x", "image": "busybox"}]}}}}})
+    rv = int(foreign["metadata"]["resourceVersion"])
+
+    def rewatched_from_a_bookmark():
+        before = len(watches())
+        api.call("POST", "/watch/close")
+        wait_for("the next watch", lambda: len(watches()) > before, timeout=5)
+        return int(watches()[-1]["query"]["resourceVersion"]) >= rv
+    # well within sync_interval (10 s), so no relist can be what moved it
+    wait_for("a watch from a bookmark's resourceVersion", rewatched_from_a_bookmark,
+             timeout=3, interval=0.1)
+
+
 # ---- cancellation -------------------------------------------------------
 
 def test_cancel_pending_never_submits(pg, api):
