@@ -93,7 +93,8 @@ static TimestampTz dispatch_next_ready_check = 0;
 /* a wake-up came, or the last claim was full: rows may be due */
 static bool dispatch_work_maybe = true;
 static TimestampTz dispatch_next_poll = 0;
-static TimestampTz dispatch_next_retry = 0;
+/* the earliest a pending row falls due (retry_at, run_after); 0: none known */
+static TimestampTz dispatch_next_due = 0;
 
 /* submissions paused after an API-wide failure */
 static TimestampTz dispatch_paused_until = 0;
@@ -506,8 +507,8 @@ dispatch_flush(void)
 			TimestampTz due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														  job->delay_ms);
 
-			if (dispatch_next_retry == 0 || due < dispatch_next_retry)
-				dispatch_next_retry = due;
+			if (dispatch_next_due == 0 || due < dispatch_next_due)
+				dispatch_next_due = due;
 		}
 		else if (job->outcome == OUTCOME_RETRY || job->outcome == OUTCOME_RELEASE)
 			dispatch_work_maybe = true;
@@ -556,8 +557,8 @@ dispatch_claim(void)
 	dispatch_work_maybe = (n == jobsched_batch_size);
 	/* all due rows taken: wake up when the next one falls due */
 	if (ready && n < jobsched_batch_size && due != 0 &&
-		(dispatch_next_retry == 0 || due < dispatch_next_retry))
-		dispatch_next_retry = due;
+		(dispatch_next_due == 0 || due < dispatch_next_due))
+		dispatch_next_due = due;
 	if (n == 0)
 	{
 		MemoryContextDelete(cxt);
@@ -631,10 +632,10 @@ jobsched_dispatch_run(void)
 		dispatch_work_maybe = true;
 		dispatch_next_poll = TimestampTzPlusMilliseconds(now, jobsched_poll_interval);
 	}
-	if (dispatch_next_retry != 0 && now >= dispatch_next_retry)
+	if (dispatch_next_due != 0 && now >= dispatch_next_due)
 	{
 		dispatch_work_maybe = true;
-		dispatch_next_retry = 0;
+		dispatch_next_due = 0;
 	}
 	if (dispatch_paused_until != 0 && now >= dispatch_paused_until)
 	{
@@ -687,8 +688,8 @@ jobsched_dispatch_run(void)
 		dispatch_in_flight < jobsched_max_in_flight)
 		return 0;
 	timeout = dispatch_ms_until(now, dispatch_next_poll);
-	if (dispatch_next_retry != 0)
-		timeout = Min(timeout, dispatch_ms_until(now, dispatch_next_retry));
+	if (dispatch_next_due != 0)
+		timeout = Min(timeout, dispatch_ms_until(now, dispatch_next_due));
 	if (dispatch_paused_until != 0)
 		timeout = Min(timeout, dispatch_ms_until(now, dispatch_paused_until));
 	if (dispatch_noutcomes > 0)
