@@ -5,8 +5,9 @@
  *	  Job with propagationPolicy=Background, so its pods go too (the batch/v1
  *	  default orphans them), then record the row as cancelled.
  *
- *	  jobsched.cancel() marks the row; the trigger wakes the worker, which
- *	  scans for marked rows on every wake-up and every sync_interval.  A
+ *	  jobsched.cancel() marks the row; its commit bumps a counter in shared
+ *	  memory and wakes the worker (wake.c), which then scans for marked
+ *	  rows; it also scans every sync_interval.  A
  *	  pending row is cancelled by cancel() itself and never gets here; a
  *	  row cancelled while claimed gets here once its create is recorded.
  *

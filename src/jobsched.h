@@ -10,6 +10,7 @@
 #define JOBSCHED_H
 
 #include "datatype/timestamp.h"
+#include "port/atomics.h"
 #include "storage/spin.h"
 
 /* settings (guc.c); each C variable mirrors its jobsched.* name */
@@ -72,6 +73,9 @@ typedef struct JobschedShared
 	uint64		last_cleanup_jobs_deleted;
 	uint64		last_cleanup_pods_deleted;
 	char		last_error[JOBSCHED_ERROR_LEN];
+
+	/* bumped by every commit that asked to cancel a job (not under mutex) */
+	pg_atomic_uint64 cancel_requests;
 } JobschedShared;
 
 extern JobschedShared *jobsched_shared;

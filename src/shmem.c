@@ -42,6 +42,7 @@ jobsched_shmem_startup(void)
 		memset(jobsched_shared, 0, sizeof(JobschedShared));
 		SpinLockInit(&jobsched_shared->mutex);
 		jobsched_shared->worker_procno = -1;
+		pg_atomic_init_u64(&jobsched_shared->cancel_requests, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }

@@ -32,6 +32,14 @@ static bool wake_in_worker = false;
 /* latch mode: this transaction queued work, set the latch at commit */
 static bool wake_at_commit = false;
 
+/*
+ * This transaction asked to cancel a job.  At commit, once the request is
+ * visible, a counter in shared memory says so and the latch is set (in
+ * either mode): the worker scans for cancel requests only when the counter
+ * moved, not on every wake-up for new rows.
+ */
+static bool wake_cancel_at_commit = false;
+
 void
 jobsched_wake_mark_worker_process(void)
 {
@@ -62,17 +70,17 @@ wake_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (wake_at_commit)
-			{
-				wake_at_commit = false;
+			if (wake_cancel_at_commit)
+				pg_atomic_fetch_add_u64(&jobsched_shared->cancel_requests, 1);
+			if (wake_at_commit || wake_cancel_at_commit)
 				wake_set_worker_latch();
-			}
+			wake_at_commit = wake_cancel_at_commit = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			/* a prepared transaction is found by the poll */
-			wake_at_commit = false;
+			wake_at_commit = wake_cancel_at_commit = false;
 			break;
 		default:
 			break;
@@ -100,6 +108,10 @@ jobsched_wake_worker(PG_FUNCTION_ARGS)
 
 	if (wake_in_worker || jobsched_shared == NULL)
 		return PointerGetDatum(NULL);
+
+	/* the update trigger: a cancel request (or a row put back to pending) */
+	if (TRIGGER_FIRED_BY_UPDATE(((TriggerData *) fcinfo->context)->tg_event))
+		wake_cancel_at_commit = true;
 
 	if (jobsched_wake_mode == JOBSCHED_WAKE_LATCH)
 		wake_at_commit = true;

@@ -40,6 +40,7 @@
 #define WORKER_ERROR_PAUSE_MS 1000
 
 static char *worker_listening_channel = NULL;
+static uint64 worker_cancel_requests_seen = 0;
 static MemoryContext worker_pass_cxt = NULL;
 
 void
@@ -110,6 +111,18 @@ worker_drain_notifications(void)
 	{
 		ProcessNotifyInterrupt(false);
 		jobsched_dispatch_wake();
+	}
+}
+
+/* Commits that asked to cancel a job since the last look? */
+static void
+worker_check_cancel_requests(void)
+{
+	uint64		seen = pg_atomic_read_u64(&jobsched_shared->cancel_requests);
+
+	if (seen != worker_cancel_requests_seen)
+	{
+		worker_cancel_requests_seen = seen;
 		jobsched_cancel_wake();
 	}
 }
@@ -149,6 +162,7 @@ worker_loop(void)
 			worker_reload();
 		worker_listen();
 		worker_drain_notifications();
+		worker_check_cancel_requests();
 
 		MemoryContextReset(worker_pass_cxt);
 		MemoryContextSwitchTo(worker_pass_cxt);
@@ -164,7 +178,6 @@ worker_loop(void)
 		{
 			ResetLatch(MyLatch);
 			jobsched_dispatch_wake();
-			jobsched_cancel_wake();
 		}
 		while ((req = jobsched_kube_next_done()) != NULL)
 			req->on_done(req);
