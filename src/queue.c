@@ -126,15 +126,20 @@ jobsched_queue_end(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	pgstat_report_stat(true);
+	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextSwitchTo(cxt);
 }
 
+/*
+ * Prepare a statement for the life of the worker.  Always a generic plan:
+ * these statements run thousands of times a second, and the plan cache
+ * would otherwise keep planning the claim anew for its NULL parameter.
+ */
 static SPIPlanPtr
 queue_prepare(const char *sql, int nargs, Oid *argtypes)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
