@@ -270,6 +270,11 @@ def servers(prefix, settings=None, fsync=False):
         pg = Postgres(workdir, api, settings=settings, fsync=fsync)
         pg.wait_worker()
         yield api, pg
+    except BaseException:
+        if pg and os.path.exists(pg.logfile):
+            with open(pg.logfile, errors="replace") as f:
+                print("--- the end of the server log:\n" + "".join(f.readlines()[-40:]))
+        raise
     finally:
         if pg:
             pg.stop()
