@@ -32,6 +32,9 @@
 
 static SPIPlanPtr queue_claim_plan = NULL;
 
+/* the caller's memory context, current again after jobsched_queue_end() */
+static MemoryContext queue_caller_cxt = NULL;
+
 static Datum queue_text_array(char **values, int n);
 static SPIPlanPtr queue_record_plan = NULL;
 
@@ -108,6 +111,7 @@ static const char queue_record_sql[] =
 bool
 jobsched_queue_begin(const char *activity)
 {
+	queue_caller_cxt = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -121,14 +125,18 @@ jobsched_queue_begin(const char *activity)
 void
 jobsched_queue_end(void)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextSwitchTo(cxt);
+
+	/*
+	 * Back to the context current before jobsched_queue_begin(): the commit
+	 * left us in TopMemoryContext, and the SPI and transaction contexts are
+	 * gone.
+	 */
+	MemoryContextSwitchTo(queue_caller_cxt);
 }
 
 /*
