@@ -131,7 +131,5 @@ jobsched_cancel_run(void)
 		if (n == CANCEL_BATCH)
 			cancel_due = true;
 	}
-	if (cancel_next_scan <= now)
-		return 0;
-	return (long) Min((cancel_next_scan - now) / 1000 + 1, (TimestampTz) INT_MAX);
+	return jobsched_ms_until(now, cancel_next_scan);
 }

@@ -421,5 +421,5 @@ jobsched_cleanup_run(void)
 	}
 	if (cleanup_phase != CLEANUP_IDLE)
 		return -1;				/* the answers wake us */
-	return (long) Min((next_run - now) / 1000 + 1, (TimestampTz) INT_MAX);
+	return jobsched_ms_until(now, next_run);
 }

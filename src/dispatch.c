@@ -602,14 +602,6 @@ dispatch_prepare(TimestampTz now)
 	dispatch_work_maybe = true;
 }
 
-static long
-dispatch_ms_until(TimestampTz now, TimestampTz then)
-{
-	if (then <= now)
-		return 0;
-	return (long) Min((then - now) / 1000 + 1, (TimestampTz) LONG_MAX);
-}
-
 /*
  * One pass of the dispatcher.  Returns how long the worker may sleep
  * before the dispatcher needs another pass, in ms (-1: until woken).
@@ -624,7 +616,7 @@ jobsched_dispatch_run(void)
 	{
 		dispatch_prepare(now);
 		if (!dispatch_ready)
-			return dispatch_ms_until(now, dispatch_next_ready_check);
+			return jobsched_ms_until(now, dispatch_next_ready_check);
 	}
 
 	if (now >= dispatch_next_poll)
@@ -687,11 +679,11 @@ jobsched_dispatch_run(void)
 	if (dispatch_work_maybe && dispatch_paused_until == 0 && jobsched_enabled &&
 		dispatch_in_flight < jobsched_max_in_flight)
 		return 0;
-	timeout = dispatch_ms_until(now, dispatch_next_poll);
+	timeout = jobsched_ms_until(now, dispatch_next_poll);
 	if (dispatch_next_due != 0)
-		timeout = Min(timeout, dispatch_ms_until(now, dispatch_next_due));
+		timeout = Min(timeout, jobsched_ms_until(now, dispatch_next_due));
 	if (dispatch_paused_until != 0)
-		timeout = Min(timeout, dispatch_ms_until(now, dispatch_paused_until));
+		timeout = Min(timeout, jobsched_ms_until(now, dispatch_paused_until));
 	if (dispatch_noutcomes > 0)
 		timeout = Min(timeout, DISPATCH_FLUSH_MS);
 	return timeout;

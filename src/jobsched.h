@@ -100,5 +100,6 @@ extern char *jobsched_job_name(const char *type, int64 job_id);
 /* the background worker (worker.c) */
 extern void jobsched_worker_register(void);
 extern PGDLLEXPORT void jobsched_worker_main(Datum main_arg);
+extern long jobsched_ms_until(TimestampTz now, TimestampTz then);
 
 #endif							/* JOBSCHED_H */

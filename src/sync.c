@@ -607,14 +607,6 @@ sync_refresh_namespaces(TimestampTz now)
 	}
 }
 
-static long
-sync_ms_until(TimestampTz now, TimestampTz then)
-{
-	if (then <= now)
-		return 0;
-	return (long) Min((then - now) / 1000 + 1, (TimestampTz) INT_MAX);
-}
-
 /*
  * One pass: start the lists and watches that are due, read what watches
  * brought, record it.  Returns the ms until sync wants the next pass
@@ -637,7 +629,7 @@ jobsched_sync_run(void)
 	if (now >= sync_next_refresh)
 		sync_refresh_namespaces(now);
 
-	timeout = sync_ms_until(now, sync_next_refresh);
+	timeout = jobsched_ms_until(now, sync_next_refresh);
 	dlist_foreach(iter, &sync_namespaces)
 	{
 		SyncNamespace *ns = dlist_container(SyncNamespace, node, iter.cur);
@@ -649,9 +641,9 @@ jobsched_sync_run(void)
 			now >= ns->next_watch_at)
 			sync_start_watch(ns);
 		if (ns->list_req == NULL)
-			timeout = Min(timeout, sync_ms_until(now, ns->next_list_at));
+			timeout = Min(timeout, jobsched_ms_until(now, ns->next_list_at));
 		if (ns->watch_req == NULL && ns->resource_version[0] != '\0')
-			timeout = Min(timeout, sync_ms_until(now, ns->next_watch_at));
+			timeout = Min(timeout, jobsched_ms_until(now, ns->next_watch_at));
 	}
 	sync_flush();
 	return timeout;

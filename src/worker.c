@@ -18,6 +18,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "access/xact.h"
 #include "commands/async.h"
 #include "miscadmin.h"
@@ -133,9 +135,20 @@ worker_reload(void)
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
 	jobsched_kube_configure();
-	worker_listen();
 	jobsched_shmem_publish_config();
 	jobsched_dispatch_wake();
+}
+
+/*
+ * Milliseconds from now until then, rounded up so a sleep never ends just
+ * before a deadline; 0 once it has passed.  For the duties' run functions.
+ */
+long
+jobsched_ms_until(TimestampTz now, TimestampTz then)
+{
+	if (then <= now)
+		return 0;
+	return (long) Min((then - now) / 1000 + 1, (TimestampTz) INT_MAX);
 }
 
 /* the shorter of two sleeps; -1 is "until woken" */
@@ -160,7 +173,7 @@ worker_loop(void)
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 			worker_reload();
-		worker_listen();
+		worker_listen();		/* again, if the channel changed */
 		worker_drain_notifications();
 		worker_check_cancel_requests();
 
