@@ -76,6 +76,8 @@ typedef struct JobschedShared
 
 	/* bumped by every commit that asked to cancel a job (not under mutex) */
 	pg_atomic_uint64 cancel_requests;
+	/* times the worker's latch woke it (written by the worker only) */
+	pg_atomic_uint64 wakeups;
 } JobschedShared;
 
 extern JobschedShared *jobsched_shared;

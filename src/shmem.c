@@ -43,6 +43,7 @@ jobsched_shmem_startup(void)
 		SpinLockInit(&jobsched_shared->mutex);
 		jobsched_shared->worker_procno = -1;
 		pg_atomic_init_u64(&jobsched_shared->cancel_requests, 0);
+		pg_atomic_init_u64(&jobsched_shared->wakeups, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -102,8 +103,8 @@ jobsched_worker_state(PG_FUNCTION_ARGS)
 {
 	JobschedShared copy;
 	TupleDesc	tupdesc;
-	Datum		values[18];
-	bool		nulls[18];
+	Datum		values[19];
+	bool		nulls[19];
 	bool		running;
 	int			i = 0;
 
@@ -136,6 +137,7 @@ jobsched_worker_state(PG_FUNCTION_ARGS)
 	i++;
 	values[i++] = CStringGetTextDatum(jobsched_instance_id());
 	values[i++] = Int32GetDatum(copy.in_flight);
+	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&jobsched_shared->wakeups));
 	values[i++] = Int64GetDatum((int64) copy.jobs_submitted);
 	values[i++] = Int64GetDatum((int64) copy.api_requests);
 	values[i++] = Int64GetDatum((int64) copy.api_errors);

@@ -51,8 +51,13 @@ wake_set_worker_latch(void)
 {
 	int			procno;
 
+	/*
+	 * A disabled worker acts on no wake-up, so it is left asleep: it
+	 * rescans when a reload enables it, after publishing that under the same
+	 * mutex, so a commit that saw it disabled is visible to that scan.
+	 */
 	SpinLockAcquire(&jobsched_shared->mutex);
-	procno = jobsched_shared->worker_procno;
+	procno = jobsched_shared->enabled ? jobsched_shared->worker_procno : -1;
 	SpinLockRelease(&jobsched_shared->mutex);
 
 	/*

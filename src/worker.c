@@ -190,6 +190,8 @@ worker_loop(void)
 		if (jobsched_kube_wait(timeout, PG_WAIT_EXTENSION))
 		{
 			ResetLatch(MyLatch);
+			pg_atomic_write_u64(&jobsched_shared->wakeups,
+								pg_atomic_read_u64(&jobsched_shared->wakeups) + 1);
 			jobsched_dispatch_wake();
 		}
 		while ((req = jobsched_kube_next_done()) != NULL)

@@ -278,6 +278,30 @@ def test_disabled_worker_submits_nothing_until_enabled(pg, api):
     pg.wait_state(job_id, "submitted")
 
 
+def test_latch_commits_leave_a_disabled_worker_asleep(pg, api):
+    pg.set_config(wake_mode="latch")
+    wait_for("this session to see the mode",
+             lambda: pg.value("SHOW jobsched.wake_mode") == "latch")
+    wakeups = lambda: pg.value("SELECT wakeups FROM jobsched.status")
+    before = wakeups()
+    ids = [submit(pg) for _ in range(20)]
+    for job_id in ids:
+        pg.wait_state(job_id, "submitted")
+    assert wakeups() - before >= 2, "commits that queue work wake an enabled worker"
+
+    pg.set_config(enabled="off")
+    before = wakeups()
+    ids = [submit(pg) for _ in range(50)]
+    # a reload is a wake-up the worker must act on: once it has, every
+    # commit above has either woken it or never will
+    pg.set_config(max_in_flight=8)
+    assert wakeups() - before <= 2, "50 commits woke a disabled worker"
+    assert {pg.job(job_id)["state"] for job_id in ids} == {"pending"}
+    pg.set_config(enabled="on")
+    for job_id in ids:
+        pg.wait_state(job_id, "submitted")
+
+
 @pytest.mark.parametrize("mode", ["notify", "latch"])
 def test_each_wake_mode_wakes_the_worker(pg, api, mode):
     pg.set_config(wake_mode=mode)
