@@ -38,29 +38,44 @@ static MemoryContext queue_caller_cxt = NULL;
 static Datum queue_text_array(char **values, int n);
 static SPIPlanPtr queue_record_plan = NULL;
 
+/*
+ * The statements that change rows the worker holds find them by id: the
+ * claim updates an array of ids, the others join on id.  Where a row must
+ * be in a given state, that state is a parameter, so no plan can scan
+ * jobs_active_idx for it instead: that partial index keeps an entry for
+ * every row that passed through those states since the last vacuum, and a
+ * bitmap scan cannot mark the dead ones, so such a scan grows with the
+ * table's recent past.  (The claim's search for due rows walks
+ * jobs_pending_idx in order with a plain index scan, which does mark the
+ * dead entries it passes.)
+ */
 static const char queue_claim_sql[] =
-"WITH due AS ("
-"  SELECT id FROM jobsched.jobs"
-"   WHERE state = 'pending'"
-"     AND (retry_at IS NULL OR retry_at <= now())"
-"     AND (run_after IS NULL OR run_after <= now())"
-"     AND CASE WHEN $2::text IS NULL"
-"              THEN type <> ALL (ARRAY(SELECT name FROM jobsched.job_types"
-"                                       WHERE max_in_flight IS NOT NULL))"
-"              ELSE type = $2 END"
-"   ORDER BY priority DESC, id"
-"   LIMIT $1"
-"   FOR UPDATE SKIP LOCKED) "
-"UPDATE jobsched.jobs j SET state = 'claimed'"
-"  FROM due, jobsched.job_types t"
-" WHERE j.id = due.id AND t.name = j.type "
-"RETURNING j.id, j.type, j.params::text, t.template::text, t.namespace,"
-"          j.attempts, j.retryable_failures,"
+"WITH claimed AS ("
+"  UPDATE jobsched.jobs j SET state = 'claimed'"
+"    FROM jobsched.job_types t"
+"   WHERE j.id = ANY (ARRAY("
+"          SELECT id FROM jobsched.jobs"
+"           WHERE state = 'pending'"
+"             AND (retry_at IS NULL OR retry_at <= now())"
+"             AND (run_after IS NULL OR run_after <= now())"
+"             AND CASE WHEN $2::text IS NULL"
+"                      THEN type <> ALL (ARRAY(SELECT name FROM jobsched.job_types"
+"                                               WHERE max_in_flight IS NOT NULL))"
+"                      ELSE type = $2 END"
+"           ORDER BY priority DESC, id"
+"           LIMIT $1"
+"           FOR UPDATE SKIP LOCKED))"
+"     AND t.name = j.type"
+"  RETURNING j.id, j.type, j.params::text, t.template::text, t.namespace,"
+"            j.attempts, j.retryable_failures, j.priority) "
+"SELECT id, type, params, template, namespace, attempts, retryable_failures,"
 /* once per statement: are there capped types, and when is the next due? */
-"          (SELECT count(*) FROM jobsched.job_types"
-"            WHERE max_in_flight IS NOT NULL)::int,"
-"          (SELECT min(greatest(run_after, retry_at)) FROM jobsched.jobs"
-"            WHERE state = 'pending' AND greatest(run_after, retry_at) > now())";
+"       (SELECT count(*) FROM jobsched.job_types"
+"         WHERE max_in_flight IS NOT NULL)::int,"
+"       (SELECT min(greatest(run_after, retry_at)) FROM jobsched.jobs"
+"         WHERE state = 'pending' AND greatest(run_after, retry_at) > now())"
+"  FROM claimed"
+" ORDER BY priority DESC, id";
 
 /* when the next pending row not yet due falls due (run_after, retry_at) */
 static const char queue_next_due_sql[] =
@@ -100,7 +115,7 @@ static const char queue_record_sql[] =
 "  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],"
 "              $6::text[], $7::int[], $8::int[], $9::int[])"
 "       AS o(id, state, ns, name, uid, error, attempted, retryable, delay_ms)"
-" WHERE j.id = o.id AND j.state = 'claimed' "
+" WHERE j.id = o.id AND j.state = $10 "
 "RETURNING j.state = 'submitted' AND j.cancel_requested_at IS NOT NULL";
 
 /*
@@ -219,7 +234,7 @@ queue_claim_some(int limit, const char *only_type, const char *default_namespace
 	args[0] = Int32GetDatum(limit);
 	args[1] = only_type ? CStringGetTextDatum(only_type) : (Datum) 0;
 	rc = SPI_execute_plan(queue_claim_plan, args, nulls, false, 0);
-	if (rc != SPI_OK_UPDATE_RETURNING)
+	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not claim jobs: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
 		return njobs;
@@ -394,7 +409,7 @@ queue_state_name(JobschedOutcome outcome)
 bool
 jobsched_queue_record(JobschedJob **jobs, int njobs)
 {
-	Datum		args[9];
+	Datum		args[10];
 	Datum	   *ids = palloc(sizeof(Datum) * njobs);
 	char	  **state = palloc(sizeof(char *) * njobs);
 	char	  **ns = palloc(sizeof(char *) * njobs);
@@ -409,11 +424,11 @@ jobsched_queue_record(JobschedJob **jobs, int njobs)
 
 	if (queue_record_plan == NULL)
 	{
-		Oid			argtypes[9] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		Oid			argtypes[10] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 			TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
-		INT4ARRAYOID, INT4ARRAYOID};
+		INT4ARRAYOID, INT4ARRAYOID, TEXTOID};
 
-		queue_record_plan = queue_prepare(queue_record_sql, 9, argtypes);
+		queue_record_plan = queue_prepare(queue_record_sql, 10, argtypes);
 	}
 
 	for (i = 0; i < njobs; i++)
@@ -443,6 +458,7 @@ jobsched_queue_record(JobschedJob **jobs, int njobs)
 	args[6] = queue_int_array(attempted, njobs);
 	args[7] = queue_int_array(retryable, njobs);
 	args[8] = queue_int_array(delay, njobs);
+	args[9] = CStringGetTextDatum("claimed");
 
 	rc = SPI_execute_plan(queue_record_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
@@ -499,13 +515,14 @@ List *
 jobsched_queue_apply_status(JobschedJobStatus *statuses, int n, MemoryContext cxt)
 {
 	static SPIPlanPtr plan = NULL;
-	Datum		args[6];
+	Datum		args[7];
 	Datum	   *ids = palloc(sizeof(Datum) * n);
 	char	  **uid = palloc(sizeof(char *) * n);
 	char	  **state = palloc(sizeof(char *) * n);
 	char	  **error = palloc(sizeof(char *) * n);
 	char	  **started = palloc(sizeof(char *) * n);
 	char	  **finished = palloc(sizeof(char *) * n);
+	char	   *alive[] = {"submitted", "running"};
 	List	   *failed = NIL;
 	int			rc;
 	int			i;
@@ -513,8 +530,8 @@ jobsched_queue_apply_status(JobschedJobStatus *statuses, int n, MemoryContext cx
 
 	if (plan == NULL)
 	{
-		Oid			argtypes[6] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+		Oid			argtypes[7] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 
 		plan = queue_prepare(
 							 "UPDATE jobsched.jobs j SET"
@@ -534,10 +551,10 @@ jobsched_queue_apply_status(JobschedJobStatus *statuses, int n, MemoryContext cx
 							 "       AS o(id, uid, state, error, started_at, finished_at)"
 							 " WHERE j.id = o.id"
 							 "   AND (j.k8s_uid IS NULL OR j.k8s_uid = o.uid)"
-							 "   AND j.state IN ('submitted', 'running')"
+							 "   AND j.state = ANY ($7)"
 							 "   AND o.state <> j.state "
 							 "RETURNING j.id, j.state",
-							 6, argtypes);
+							 7, argtypes);
 	}
 
 	for (i = 0; i < n; i++)
@@ -555,6 +572,7 @@ jobsched_queue_apply_status(JobschedJobStatus *statuses, int n, MemoryContext cx
 	args[3] = queue_text_array(error, n);
 	args[4] = queue_text_array(started, n);
 	args[5] = queue_text_array(finished, n);
+	args[6] = queue_text_array(alive, lengthof(alive));
 
 	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)

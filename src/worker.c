@@ -250,6 +250,17 @@ jobsched_worker_main(Datum main_arg)
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
+	/*
+	 * The worker's statements are planned once and kept (queue.c).  A plan
+	 * made while jobsched.jobs was small would read the whole table on every
+	 * claim once it has grown, until autovacuum's next ANALYZE: look rows up
+	 * by index, always.  That makes the estimated cost of any plan that still
+	 * holds a sequential scan huge, and statements this short must never pay
+	 * for JIT compilation.
+	 */
+	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
 	jobsched_wake_mark_worker_process();
 	jobsched_shmem_set_worker(MyProcPid, MyProc->pgprocno);
 	before_shmem_exit(worker_on_exit, (Datum) 0);
