@@ -92,6 +92,8 @@ static TimestampTz dispatch_next_ready_check = 0;
 
 /* a wake-up came, or the last claim was full: rows may be due */
 static bool dispatch_work_maybe = true;
+/* no claim before this, while new jobs keep coming (claim_delay); 0: none */
+static TimestampTz dispatch_claim_not_before = 0;
 static TimestampTz dispatch_next_poll = 0;
 /* the earliest a pending row falls due (retry_at, run_after); 0: none known */
 static TimestampTz dispatch_next_due = 0;
@@ -139,6 +141,7 @@ jobsched_dispatch_reset(void)
 	dispatch_ready = false;
 	dispatch_next_ready_check = 0;
 	dispatch_work_maybe = true;
+	dispatch_claim_not_before = 0;
 }
 
 /* Exponential backoff with jitter, at least Retry-After. */
@@ -539,6 +542,7 @@ dispatch_claim(void)
 
 	cxt = AllocSetContextCreate(dispatch_cxt, "jobsched batch",
 								ALLOCSET_DEFAULT_SIZES);
+	jobsched_wake_doorbell_quiet();
 	PG_TRY();
 	{
 		ready = jobsched_queue_begin("jobsched: claiming pending jobs");
@@ -555,6 +559,18 @@ dispatch_claim(void)
 	if (!ready)
 		dispatch_ready = false;
 	dispatch_work_maybe = (n == jobsched_batch_size);
+
+	/*
+	 * Before the doorbell is armed again: a claim that found one job says
+	 * jobs come one at a time, so the next is claimed as soon as it comes.
+	 * More than one (but not a full batch) says they come faster than one a
+	 * claim: give the next ones claim_delay to gather rather than claiming
+	 * for every commit or two.  None says the rows that rang cannot be taken
+	 * yet (capped, or not due): do not rescan on every commit.
+	 */
+	if (ready && n != 1 && n < jobsched_batch_size && jobsched_claim_delay > 0)
+		dispatch_claim_not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																jobsched_claim_delay);
 	/* all due rows taken: wake up when the next one falls due */
 	if (ready && n < jobsched_batch_size && due != 0 &&
 		(dispatch_next_due == 0 || due < dispatch_next_due))
@@ -634,6 +650,8 @@ jobsched_dispatch_run(void)
 		dispatch_paused_until = 0;
 		dispatch_work_maybe = true;
 	}
+	if (dispatch_claim_not_before != 0 && now >= dispatch_claim_not_before)
+		dispatch_claim_not_before = 0;
 
 	if (!jobsched_enabled || dispatch_paused_until != 0)
 	{
@@ -650,7 +668,7 @@ jobsched_dispatch_run(void)
 			if (dispatch_current == NULL ||
 				dispatch_current->next_unstarted >= dispatch_current->njobs)
 			{
-				if (!dispatch_work_maybe ||
+				if (!dispatch_work_maybe || dispatch_claim_not_before != 0 ||
 					dispatch_in_flight >= jobsched_max_in_flight)
 					break;
 				dispatch_current = NULL;
@@ -666,17 +684,30 @@ jobsched_dispatch_run(void)
 		}
 	}
 
+	/* while jobs are gathering, their outcomes can wait for company too */
 	if (dispatch_noutcomes >= DISPATCH_FLUSH_COUNT ||
-		(dispatch_noutcomes > 0 && dispatch_in_flight == 0) ||
+		(dispatch_noutcomes > 0 && dispatch_in_flight == 0 &&
+		 dispatch_claim_not_before == 0) ||
 		(dispatch_noutcomes > 0 &&
 		 TimestampDifferenceExceeds(dispatch_first_outcome_at, now, DISPATCH_FLUSH_MS)))
 		dispatch_flush();
 
 	dispatch_stats(0, 0, 0, false);
 
+	/*
+	 * Nothing more to claim for now: arm the doorbell, unless commits came
+	 * since the last claim, or a disabled or paused dispatcher could not act
+	 * on it (it looks again when that ends).
+	 */
+	if (!dispatch_work_maybe && dispatch_claim_not_before == 0 &&
+		dispatch_paused_until == 0 && jobsched_enabled &&
+		!jobsched_wake_doorbell_arm())
+		dispatch_work_maybe = true;
+
 	/* when to come back */
 	now = GetCurrentTimestamp();
-	if (dispatch_work_maybe && dispatch_paused_until == 0 && jobsched_enabled &&
+	if (dispatch_work_maybe && dispatch_claim_not_before == 0 &&
+		dispatch_paused_until == 0 && jobsched_enabled &&
 		dispatch_in_flight < jobsched_max_in_flight)
 		return 0;
 	timeout = jobsched_ms_until(now, dispatch_next_poll);
@@ -684,6 +715,8 @@ jobsched_dispatch_run(void)
 		timeout = Min(timeout, jobsched_ms_until(now, dispatch_next_due));
 	if (dispatch_paused_until != 0)
 		timeout = Min(timeout, jobsched_ms_until(now, dispatch_paused_until));
+	if (dispatch_claim_not_before != 0)
+		timeout = Min(timeout, jobsched_ms_until(now, dispatch_claim_not_before));
 	if (dispatch_noutcomes > 0)
 		timeout = Min(timeout, DISPATCH_FLUSH_MS);
 	return timeout;

@@ -35,6 +35,7 @@ bool		jobsched_cleanup_spare_active = false;
 int			jobsched_poll_interval = 10000;
 int			jobsched_sync_interval = 10000;
 int			jobsched_batch_size = 500;
+int			jobsched_claim_delay = 2;
 int			jobsched_max_in_flight = 16;
 int			jobsched_request_timeout = 30000;
 int			jobsched_max_attempts = 10;
@@ -233,6 +234,16 @@ jobsched_guc_define(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobsched.claim_delay",
+							"While new jobs keep coming, how long the worker waits after a claim before the next.",
+							"Jobs committed in the meantime are claimed together, which costs inserters and the "
+							"worker less than a claim per commit.  A worker with nothing in hand claims at once.",
+							&jobsched_claim_delay,
+							2, 0, 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("jobsched.poll_interval",
 							"Safety-net scan for pending jobs when no wake-up came.",

@@ -37,6 +37,7 @@ extern int	jobsched_cleanup_interval;
 extern int	jobsched_poll_interval;
 extern int	jobsched_sync_interval;
 extern int	jobsched_batch_size;
+extern int	jobsched_claim_delay;
 extern int	jobsched_max_in_flight;
 extern int	jobsched_request_timeout;
 extern int	jobsched_max_attempts;
@@ -78,6 +79,8 @@ typedef struct JobschedShared
 	pg_atomic_uint64 cancel_requests;
 	/* times the worker's latch woke it (written by the worker only) */
 	pg_atomic_uint64 wakeups;
+	/* the latch mode's doorbell, JOBSCHED_DOORBELL_* (wake.c) */
+	pg_atomic_uint32 doorbell;
 } JobschedShared;
 
 extern JobschedShared *jobsched_shared;
@@ -89,8 +92,14 @@ extern void jobsched_shmem_set_worker(pid_t pid, int procno);
 extern void jobsched_shmem_publish_config(void);
 
 /* wake-up (wake.c) */
+#define JOBSCHED_DOORBELL_ARMED	0	/* the next commit sets the worker's latch */
+#define JOBSCHED_DOORBELL_QUIET	1	/* the worker will look anyway */
+#define JOBSCHED_DOORBELL_NOTED	2	/* ... and commits came meanwhile */
+
 extern void jobsched_wake_init(void);
 extern void jobsched_wake_mark_worker_process(void);
+extern void jobsched_wake_doorbell_quiet(void);
+extern bool jobsched_wake_doorbell_arm(void);
 
 /* database identity and Job names (naming.c) */
 #define JOBSCHED_INSTANCE_LEN 10	/* hex digits of the identity hash */

@@ -44,6 +44,8 @@ jobsched_shmem_startup(void)
 		jobsched_shared->worker_procno = -1;
 		pg_atomic_init_u64(&jobsched_shared->cancel_requests, 0);
 		pg_atomic_init_u64(&jobsched_shared->wakeups, 0);
+		/* a worker looks at start anyway */
+		pg_atomic_init_u32(&jobsched_shared->doorbell, JOBSCHED_DOORBELL_NOTED);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }

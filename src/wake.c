@@ -6,10 +6,19 @@
  *
  *	  NOTIFY takes a cluster-wide lock at commit, held through the WAL
  *	  flush, so notifying commits run one at a time.  The latch mode keeps
- *	  a flag per transaction instead and sets the worker's latch from a
- *	  commit callback, once the rows are visible; it takes no lock.  Either
- *	  way a wake-up only says "rescan": the worker never relies on it
- *	  carrying anything, so none can be lost or double-counted.
+ *	  a flag per transaction instead and rings a doorbell from a commit
+ *	  callback, once the rows are visible; it takes no lock.  Either way a
+ *	  wake-up only says "rescan": the worker never relies on it carrying
+ *	  anything, so none can be lost or double-counted.
+ *
+ *	  The doorbell is one word in shared memory.  The worker arms it when it
+ *	  has looked at the queue and would sleep; the first commit after that
+ *	  swaps it to NOTED and sets the worker's latch, and every later commit
+ *	  swaps it too but finds it rung already, so a stream of commits costs
+ *	  one wake-up per scan, not one per commit.  Before each scan the worker
+ *	  sets it QUIET: commits visible to the scan need not ring, and those
+ *	  after it leave NOTED behind, which the worker finds when it tries to
+ *	  arm it again.
  *
  *-------------------------------------------------------------------------
  */
@@ -76,8 +85,14 @@ wake_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (wake_cancel_at_commit)
+			{
 				pg_atomic_fetch_add_u64(&jobsched_shared->cancel_requests, 1);
-			if (wake_at_commit || wake_cancel_at_commit)
+				wake_set_worker_latch();
+			}
+			else if (wake_at_commit &&
+					 pg_atomic_exchange_u32(&jobsched_shared->doorbell,
+											JOBSCHED_DOORBELL_NOTED) ==
+					 JOBSCHED_DOORBELL_ARMED)
 				wake_set_worker_latch();
 			wake_at_commit = wake_cancel_at_commit = false;
 			break;
@@ -90,6 +105,31 @@ wake_xact_callback(XactEvent event, void *arg)
 		default:
 			break;
 	}
+}
+
+/*
+ * The worker is about to scan the queue: what is committed now, it will
+ * see, so commits need not ring until it arms the doorbell again.  A full
+ * barrier, before the scan's snapshot.
+ */
+void
+jobsched_wake_doorbell_quiet(void)
+{
+	(void) pg_atomic_exchange_u32(&jobsched_shared->doorbell, JOBSCHED_DOORBELL_QUIET);
+}
+
+/*
+ * The worker would sleep: arm the doorbell.  Returns false if commits
+ * came since the last scan, which the worker must scan for instead.
+ */
+bool
+jobsched_wake_doorbell_arm(void)
+{
+	uint32		expected = JOBSCHED_DOORBELL_QUIET;
+
+	return pg_atomic_compare_exchange_u32(&jobsched_shared->doorbell, &expected,
+										  JOBSCHED_DOORBELL_ARMED) ||
+		expected == JOBSCHED_DOORBELL_ARMED;
 }
 
 void

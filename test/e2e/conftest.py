@@ -38,7 +38,7 @@ def pg_cluster(workdir, api):
 
 
 SETTINGS_TESTS_CHANGE = ["enabled", "wake_mode", "namespace", "max_attempts",
-                         "max_in_flight", "batch_size", "kube_api_url", "channel"]
+                         "max_in_flight", "batch_size", "kube_api_url", "channel", "claim_delay"]
 
 
 @pytest.fixture

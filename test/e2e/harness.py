@@ -128,7 +128,7 @@ class KubeApi:
 class Postgres:
     """A throwaway cluster with jobsched preloaded, run by this (non-root) user."""
 
-    def __init__(self, workdir, api, settings=None, fsync=False):
+    def __init__(self, workdir, api, settings=None, fsync=False, tcp=False):
         self.datadir = os.path.join(workdir, "pgdata")
         self.logfile = os.path.join(workdir, "postgres.log")
         self.sockdir = workdir
@@ -137,7 +137,7 @@ class Postgres:
                         "-U", "postgres", "--no-sync"], check=True, capture_output=True)
         with open(os.path.join(self.datadir, "postgresql.conf"), "a") as f:
             f.write(f"""
-listen_addresses = ''
+listen_addresses = '{"127.0.0.1" if tcp else ""}'
 port = {self.port}
 unix_socket_directories = '{self.sockdir}'
 shared_preload_libraries = 'jobsched'
@@ -259,7 +259,7 @@ jobsched.request_timeout = '5s'
 
 
 @contextlib.contextmanager
-def servers(prefix, settings=None, fsync=False):
+def servers(prefix, settings=None, fsync=False, tcp=False):
     """Both servers in a fresh directory, for the demo and the benchmarks;
     stopped and removed afterwards, whatever happens."""
     workdir = tempfile.mkdtemp(prefix=prefix)
@@ -267,7 +267,7 @@ def servers(prefix, settings=None, fsync=False):
     try:
         api = KubeApi(workdir)
         api.reset()
-        pg = Postgres(workdir, api, settings=settings, fsync=fsync)
+        pg = Postgres(workdir, api, settings=settings, fsync=fsync, tcp=tcp)
         pg.wait_worker()
         yield api, pg
     except BaseException:
