@@ -54,6 +54,9 @@
 #define DISPATCH_FLUSH_COUNT	256
 #define DISPATCH_FLUSH_MS		10
 
+/* claims that found jobs this close together mean jobs are streaming in */
+#define DISPATCH_STREAM_GAP_MS	2
+
 typedef enum DispatchFault
 {
 	FAULT_TRANSIENT,			/* network, 5xx, 429: retry, then fail */
@@ -94,6 +97,8 @@ static TimestampTz dispatch_next_ready_check = 0;
 static bool dispatch_work_maybe = true;
 /* no claim before this, while new jobs keep coming (claim_delay); 0: none */
 static TimestampTz dispatch_claim_not_before = 0;
+/* when a claim last found jobs */
+static TimestampTz dispatch_last_found_at = 0;
 static TimestampTz dispatch_next_poll = 0;
 /* the earliest a pending row falls due (retry_at, run_after); 0: none known */
 static TimestampTz dispatch_next_due = 0;
@@ -561,16 +566,25 @@ dispatch_claim(void)
 	dispatch_work_maybe = (n == jobsched_batch_size);
 
 	/*
-	 * Before the doorbell is armed again: a claim that found one job says
-	 * jobs come one at a time, so the next is claimed as soon as it comes.
-	 * More than one (but not a full batch) says they come faster than one a
-	 * claim: give the next ones claim_delay to gather rather than claiming
-	 * for every commit or two.  None says the rows that rang cannot be taken
-	 * yet (capped, or not due): do not rescan on every commit.
+	 * Before the doorbell is armed again.  Jobs streaming in (more than one
+	 * since the last claim, or one close on the heels of the last) are given
+	 * claim_delay to gather, rather than a claim, a round of requests and a
+	 * record for every commit or two.  A claim that found nothing says the
+	 * rows that rang cannot be taken yet (capped, or not due): no rescan on
+	 * every commit either.  A job that comes alone is claimed at once.
 	 */
-	if (ready && n != 1 && n < jobsched_batch_size && jobsched_claim_delay > 0)
-		dispatch_claim_not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-																jobsched_claim_delay);
+	if (ready && n < jobsched_batch_size && jobsched_claim_delay > 0)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (n == 0 || n > 1 ||
+			!TimestampDifferenceExceeds(dispatch_last_found_at, now,
+										DISPATCH_STREAM_GAP_MS))
+			dispatch_claim_not_before = TimestampTzPlusMilliseconds(now,
+																	jobsched_claim_delay);
+		if (n > 0)
+			dispatch_last_found_at = now;
+	}
 	/* all due rows taken: wake up when the next one falls due */
 	if (ready && n < jobsched_batch_size && due != 0 &&
 		(dispatch_next_due == 0 || due < dispatch_next_due))
