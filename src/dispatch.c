@@ -28,6 +28,9 @@
 
 #include <limits.h>
 #include <math.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <cJSON.h>
 
@@ -56,6 +59,9 @@
 
 /* claims that found jobs this close together mean jobs are streaming in */
 #define DISPATCH_STREAM_GAP_MS	2
+
+/* after this many jobs, an idle dispatcher gives free memory back */
+#define DISPATCH_TRIM_JOBS		1000
 
 typedef enum DispatchFault
 {
@@ -99,6 +105,8 @@ static bool dispatch_work_maybe = true;
 static TimestampTz dispatch_claim_not_before = 0;
 /* when a claim last found jobs */
 static TimestampTz dispatch_last_found_at = 0;
+/* jobs whose batches were freed since free memory was last given back */
+static int	dispatch_freed_since_trim = 0;
 static TimestampTz dispatch_next_poll = 0;
 /* the earliest a pending row falls due (retry_at, run_after); 0: none known */
 static TimestampTz dispatch_next_due = 0;
@@ -525,11 +533,27 @@ dispatch_flush(void)
 		{
 			if (batch == dispatch_current)
 				dispatch_current = NULL;
+			dispatch_freed_since_trim += batch->njobs;
 			dlist_delete(&batch->node);
 			MemoryContextDelete(batch->cxt);
 		}
 	}
 	dispatch_noutcomes = 0;
+
+#ifdef __GLIBC__
+
+	/*
+	 * A burst is over.  glibc keeps the memory its batches (and libcurl's
+	 * buffers) freed; an idle worker should not hold on to what it needed
+	 * for ten thousand jobs at once.
+	 */
+	if (dlist_is_empty(&dispatch_batches) &&
+		dispatch_freed_since_trim >= DISPATCH_TRIM_JOBS)
+	{
+		malloc_trim(0);
+		dispatch_freed_since_trim = 0;
+	}
+#endif
 }
 
 /* Claim a batch of due rows and render their names. */
