@@ -58,7 +58,7 @@
 #define DISPATCH_FLUSH_MS		10
 
 /* claims that found jobs this close together mean jobs are streaming in */
-#define DISPATCH_STREAM_GAP_MS	2
+#define DISPATCH_STREAM_GAP_US	1000
 
 /* after this many jobs, an idle dispatcher gives free memory back */
 #define DISPATCH_TRIM_JOBS		1000
@@ -591,23 +591,19 @@ dispatch_claim(void)
 
 	/*
 	 * Before the doorbell is armed again.  Jobs streaming in (more than one
-	 * since the last claim, or one close on the heels of the last) are given
+	 * since the last claim, or one hard on the heels of the last) are given
 	 * claim_delay to gather, rather than a claim, a round of requests and a
-	 * record for every commit or two.  A claim that found nothing says the
-	 * rows that rang cannot be taken yet (capped, or not due): no rescan on
-	 * every commit either.  A job that comes alone is claimed at once.
+	 * record for every commit or two.  A job that comes alone is claimed at
+	 * once.
 	 */
-	if (ready && n < jobsched_batch_size && jobsched_claim_delay > 0)
+	if (ready && n > 0 && n < jobsched_batch_size && jobsched_claim_delay > 0)
 	{
 		TimestampTz now = GetCurrentTimestamp();
 
-		if (n == 0 || n > 1 ||
-			!TimestampDifferenceExceeds(dispatch_last_found_at, now,
-										DISPATCH_STREAM_GAP_MS))
+		if (n > 1 || now - dispatch_last_found_at < DISPATCH_STREAM_GAP_US)
 			dispatch_claim_not_before = TimestampTzPlusMilliseconds(now,
 																	jobsched_claim_delay);
-		if (n > 0)
-			dispatch_last_found_at = now;
+		dispatch_last_found_at = now;
 	}
 	/* all due rows taken: wake up when the next one falls due */
 	if (ready && n < jobsched_batch_size && due != 0 &&
