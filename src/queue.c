@@ -49,33 +49,45 @@ static SPIPlanPtr queue_record_plan = NULL;
  * jobs_pending_idx in order with a plain index scan, which does mark the
  * dead entries it passes.)
  */
+#define QUEUE_CLAIM_SQL(type_filter) \
+"UPDATE jobsched.jobs j SET state = 'claimed'" \
+"  FROM jobsched.job_types t" \
+" WHERE j.id = ANY (ARRAY(" \
+"        SELECT id FROM jobsched.jobs" \
+"         WHERE state = 'pending'" \
+"           AND (retry_at IS NULL OR retry_at <= now())" \
+"           AND (run_after IS NULL OR run_after <= now())" \
+"           AND " type_filter \
+"         ORDER BY priority DESC, id" \
+"         LIMIT $1" \
+"         FOR UPDATE SKIP LOCKED))" \
+"   AND t.name = j.type " \
+"RETURNING j.id, j.type, j.params::text, t.template::text, t.namespace," \
+"          j.attempts, j.retryable_failures, j.priority," \
+/* once per statement: when does the next pending row fall due? */ \
+"          (SELECT min(greatest(run_after, retry_at)) FROM jobsched.jobs" \
+"            WHERE state = 'pending' AND greatest(run_after, retry_at) > now())"
+
+/*
+ * The common case: no job type is capped.  That condition is checked once,
+ * before the scan, and leaves the scan's estimates alone, so the scan walks
+ * jobs_pending_idx in order for the few rows it needs.  ($2 is unused.)
+ */
+static const char queue_claim_uncapped_sql[] =
+QUEUE_CLAIM_SQL("NOT EXISTS (SELECT FROM jobsched.job_types"
+				"             WHERE max_in_flight IS NOT NULL)");
+
+/*
+ * Capped types exist: rows of every type but those ($2 NULL), or of one of
+ * them.  The CASE keeps the planner from estimating "type <> ALL (...)",
+ * which it takes to pass almost no rows when there are few types (1 -
+ * 1/ndistinct), and then sorts the whole backlog to find the first few.
+ */
 static const char queue_claim_sql[] =
-"WITH claimed AS ("
-"  UPDATE jobsched.jobs j SET state = 'claimed'"
-"    FROM jobsched.job_types t"
-"   WHERE j.id = ANY (ARRAY("
-"          SELECT id FROM jobsched.jobs"
-"           WHERE state = 'pending'"
-"             AND (retry_at IS NULL OR retry_at <= now())"
-"             AND (run_after IS NULL OR run_after <= now())"
-"             AND CASE WHEN $2::text IS NULL"
-"                      THEN type <> ALL (ARRAY(SELECT name FROM jobsched.job_types"
-"                                               WHERE max_in_flight IS NOT NULL))"
-"                      ELSE type = $2 END"
-"           ORDER BY priority DESC, id"
-"           LIMIT $1"
-"           FOR UPDATE SKIP LOCKED))"
-"     AND t.name = j.type"
-"  RETURNING j.id, j.type, j.params::text, t.template::text, t.namespace,"
-"            j.attempts, j.retryable_failures, j.priority) "
-"SELECT id, type, params, template, namespace, attempts, retryable_failures,"
-/* once per statement: are there capped types, and when is the next due? */
-"       (SELECT count(*) FROM jobsched.job_types"
-"         WHERE max_in_flight IS NOT NULL)::int,"
-"       (SELECT min(greatest(run_after, retry_at)) FROM jobsched.jobs"
-"         WHERE state = 'pending' AND greatest(run_after, retry_at) > now())"
-"  FROM claimed"
-" ORDER BY priority DESC, id";
+QUEUE_CLAIM_SQL("CASE WHEN $2::text IS NULL"
+				"     THEN type <> ALL (ARRAY(SELECT name FROM jobsched.job_types"
+				"                              WHERE max_in_flight IS NOT NULL))"
+				"     ELSE type = $2 END");
 
 /* when the next pending row not yet due falls due (run_after, retry_at) */
 static const char queue_next_due_sql[] =
@@ -209,32 +221,45 @@ queue_int_value(HeapTuple tuple, TupleDesc desc, int col)
 	return isnull ? 0 : DatumGetInt32(d);
 }
 
+/* highest priority first, then oldest: the order the claim promises */
+static int
+queue_job_order(const void *a, const void *b)
+{
+	const JobschedJob *x = (const JobschedJob *) a;
+	const JobschedJob *y = (const JobschedJob *) b;
+
+	if (x->priority != y->priority)
+		return x->priority > y->priority ? -1 : 1;
+	return x->id < y->id ? -1 : (x->id > y->id ? 1 : 0);
+}
+
 /*
- * Run the claim query once: rows of every type but the capped ones
- * (only_type NULL), or rows of one capped type.  Appends to *jobs.  When
- * it claimed rows, also says whether capped types exist and when the next
- * pending row falls due (0: none), which the statement computes once.
+ * Run one claim statement (sql, prepared into *plan on first use) for rows
+ * of every type, every type but the capped ones (only_type NULL), or one
+ * capped type.  Appends to *jobs, in priority order.  When it claimed rows,
+ * also says when the next pending row falls due (0: none), which the
+ * statement computes once.
  */
 static int
-queue_claim_some(int limit, const char *only_type, const char *default_namespace,
-				 MemoryContext cxt, JobschedJob **jobs, int njobs,
-				 int *ncapped, TimestampTz *next_due)
+queue_claim_some(SPIPlanPtr *plan, const char *sql, int limit, const char *only_type,
+				 const char *default_namespace, MemoryContext cxt,
+				 JobschedJob **jobs, int njobs, TimestampTz *next_due)
 {
 	Datum		args[2];
 	char		nulls[2] = {' ', only_type ? ' ' : 'n'};
 	int			rc;
 	uint64		i;
 
-	if (queue_claim_plan == NULL)
+	if (*plan == NULL)
 	{
 		Oid			argtypes[2] = {INT4OID, TEXTOID};
 
-		queue_claim_plan = queue_prepare(queue_claim_sql, 2, argtypes);
+		*plan = queue_prepare(sql, 2, argtypes);
 	}
 	args[0] = Int32GetDatum(limit);
 	args[1] = only_type ? CStringGetTextDatum(only_type) : (Datum) 0;
-	rc = SPI_execute_plan(queue_claim_plan, args, nulls, false, 0);
-	if (rc != SPI_OK_SELECT)
+	rc = SPI_execute_plan(*plan, args, nulls, false, 0);
+	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim jobs: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
 		return njobs;
@@ -259,10 +284,10 @@ queue_claim_some(int limit, const char *only_type, const char *default_namespace
 			job->namespace = MemoryContextStrdup(cxt, default_namespace);
 		job->attempts = queue_int_value(tuple, desc, 6);
 		job->retryable_failures = queue_int_value(tuple, desc, 7);
+		job->priority = queue_int_value(tuple, desc, 8);
 		job->outcome = OUTCOME_NONE;
 	}
-	if (ncapped)
-		*ncapped = queue_int_value(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8);
+	qsort(&(*jobs)[njobs], SPI_processed, sizeof(JobschedJob), queue_job_order);
 	if (next_due)
 	{
 		bool		isnull;
@@ -298,28 +323,28 @@ queue_next_due(void)
  * *next_due says when the next pending row not yet due falls due (0:
  * none), for the worker's timer.
  *
- * The common case is one statement.  Capped types, whose room depends on
- * their jobs in flight, are claimed one type at a time afterwards.
+ * The common case is one statement, which claims nothing if any type is
+ * capped.  Then the types without a cap are claimed together, and each
+ * capped type, whose room depends on its jobs in flight, on its own.
  */
 int
 jobsched_queue_claim(int limit, const char *default_namespace,
 					 MemoryContext cxt, JobschedJob **jobs_out,
 					 TimestampTz *next_due)
 {
+	static SPIPlanPtr uncapped_plan = NULL;
 	static SPIPlanPtr caps_plan = NULL;
-	int			ncapped = -1;	/* unknown */
 	int			njobs;
 	uint64		i;
 	int			rc;
 
 	*jobs_out = NULL;
 	*next_due = 0;
-	njobs = queue_claim_some(limit, NULL, default_namespace, cxt, jobs_out, 0,
-							 &ncapped, next_due);
-	if (njobs == 0)
-		*next_due = queue_next_due();
-	if (njobs >= limit || ncapped == 0)
-		return njobs;
+	njobs = queue_claim_some(&uncapped_plan, queue_claim_uncapped_sql, limit, NULL,
+							 default_namespace, cxt, jobs_out, 0, next_due);
+	if (njobs > 0)
+		return njobs;			/* and no type is capped */
+	*next_due = queue_next_due();
 
 	if (caps_plan == NULL)
 		caps_plan = queue_prepare(queue_caps_sql, 0, NULL);
@@ -333,14 +358,17 @@ jobsched_queue_claim(int limit, const char *default_namespace,
 		SPITupleTable *caps = SPI_tuptable;
 		uint64		ncaps = SPI_processed;
 
+		njobs = queue_claim_some(&queue_claim_plan, queue_claim_sql, limit, NULL,
+								 default_namespace, cxt, jobs_out, njobs, NULL);
 		for (i = 0; i < ncaps && njobs < limit; i++)
 		{
 			char	   *type = SPI_getvalue(caps->vals[i], caps->tupdesc, 1);
 			int			room = queue_int_value(caps->vals[i], caps->tupdesc, 2);
 
 			if (room > 0)
-				njobs = queue_claim_some(Min(room, limit - njobs), type, default_namespace,
-										 cxt, jobs_out, njobs, NULL, NULL);
+				njobs = queue_claim_some(&queue_claim_plan, queue_claim_sql,
+										 Min(room, limit - njobs), type, default_namespace,
+										 cxt, jobs_out, njobs, NULL);
 		}
 	}
 	return njobs;

@@ -33,6 +33,7 @@ typedef struct JobschedJob
 	char	   *namespace;
 	int			attempts;
 	int			retryable_failures;
+	int			priority;
 	char	   *name;			/* the Job's metadata.name */
 
 	/* the outcome, set by the dispatcher */

@@ -362,6 +362,22 @@ def test_per_type_cap_on_jobs_in_flight(pg, api):
         "SELECT count(*) FROM jobsched.jobs WHERE state = 'pending'") == 2)
 
 
+def test_a_capped_type_does_not_hold_back_the_others(pg, api):
+    pg.execute("INSERT INTO jobsched.job_types (name, template, max_in_flight)"
+               " SELECT 'capped', template, 1 FROM jobsched.job_types WHERE name = 'echo'")
+    capped = [submit(pg, job_type="capped") for _ in range(3)]
+    free = [submit(pg) for _ in range(5)]
+    for job_id in free:
+        pg.wait_state(job_id, "submitted")
+    wait_for("one capped job submitted", lambda: pg.value(
+        "SELECT count(*) FROM jobsched.jobs WHERE type = 'capped' AND state = 'submitted'") == 1)
+    pg.execute("NOTIFY job_scheduler")
+    pg.set_config(max_in_flight=4)  # a full pass of the worker
+    assert pg.value("SELECT count(*) FROM jobsched.jobs WHERE type = 'capped'"
+                    " AND state = 'pending'") == 2
+    assert {pg.job(job_id)["state"] for job_id in capped} == {"submitted", "pending"}
+
+
 def test_status_shows_cleanup(pg, api):
     st = run_cleanup(pg)
     assert st["last_cleanup_at"] is not None
