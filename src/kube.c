@@ -614,6 +614,19 @@ kube_rebuild_wait_set(void)
 	kube_sockets_changed = false;
 }
 
+/* Let libcurl act on its timer if it has run out; true if it had. */
+static bool
+kube_run_due_timer(void)
+{
+	int			running;
+
+	if (kube_timer_deadline < 0 || kube_timer_deadline > kube_now_ms())
+		return false;
+	kube_timer_deadline = -1;
+	curl_multi_socket_action(kube_multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	return true;
+}
+
 /*
  * Let libcurl start the requests just added, now rather than at the next
  * wait: the connection or the request goes out before the caller moves
@@ -622,14 +635,8 @@ kube_rebuild_wait_set(void)
 void
 jobsched_kube_kick(void)
 {
-	int			running;
-
-	if (kube_timer_deadline >= 0 && kube_timer_deadline <= kube_now_ms())
-	{
-		kube_timer_deadline = -1;
-		curl_multi_socket_action(kube_multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	if (kube_run_due_timer())
 		kube_collect_finished();
-	}
 }
 
 /*
@@ -683,12 +690,7 @@ jobsched_kube_wait(long timeout_ms, uint32 wait_event_info)
 									 mask, &running);
 	}
 
-	if (kube_timer_deadline >= 0 && kube_timer_deadline <= kube_now_ms())
-	{
-		kube_timer_deadline = -1;
-		curl_multi_socket_action(kube_multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	}
-
+	(void) kube_run_due_timer();
 	kube_collect_finished();
 	return latch_set;
 }
