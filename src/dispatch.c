@@ -118,6 +118,14 @@ static int	dispatch_consecutive_failures = 0;
 static void dispatch_create_done(KubeRequest *req);
 static void dispatch_lookup_done(KubeRequest *req);
 
+/* A pending row falls due then: make sure the worker looks no later. */
+static void
+dispatch_due_at(TimestampTz due)
+{
+	if (dispatch_next_due == 0 || due < dispatch_next_due)
+		dispatch_next_due = due;
+}
+
 void
 jobsched_dispatch_init(void)
 {
@@ -519,13 +527,8 @@ dispatch_flush(void)
 		JobschedBatch *batch = job->batch;
 
 		if (job->outcome == OUTCOME_RETRY && job->delay_ms > 0)
-		{
-			TimestampTz due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														  job->delay_ms);
-
-			if (dispatch_next_due == 0 || due < dispatch_next_due)
-				dispatch_next_due = due;
-		}
+			dispatch_due_at(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														job->delay_ms));
 		else if (job->outcome == OUTCOME_RETRY || job->outcome == OUTCOME_RELEASE)
 			dispatch_work_maybe = true;
 
@@ -606,9 +609,8 @@ dispatch_claim(void)
 		dispatch_last_found_at = now;
 	}
 	/* all due rows taken: wake up when the next one falls due */
-	if (ready && n < jobsched_batch_size && due != 0 &&
-		(dispatch_next_due == 0 || due < dispatch_next_due))
-		dispatch_next_due = due;
+	if (ready && n < jobsched_batch_size && due != 0)
+		dispatch_due_at(due);
 	if (n == 0)
 	{
 		MemoryContextDelete(cxt);

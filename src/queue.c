@@ -49,6 +49,13 @@ static SPIPlanPtr queue_record_plan = NULL;
  * jobs_pending_idx in order with a plain index scan, which does mark the
  * dead entries it passes.)
  */
+/* when the next pending row not yet due falls due (run_after, retry_at) */
+#define QUEUE_NEXT_DUE_SQL \
+"SELECT min(greatest(run_after, retry_at))" \
+"  FROM jobsched.jobs" \
+" WHERE state = 'pending'" \
+"   AND greatest(run_after, retry_at) > now()"
+
 #define QUEUE_CLAIM_SQL(type_filter) \
 "UPDATE jobsched.jobs j SET state = 'claimed'" \
 "  FROM jobsched.job_types t" \
@@ -65,8 +72,7 @@ static SPIPlanPtr queue_record_plan = NULL;
 "RETURNING j.id, j.type, j.params::text, t.template::text, t.namespace," \
 "          j.attempts, j.retryable_failures, j.priority," \
 /* once per statement: when does the next pending row fall due? */ \
-"          (SELECT min(greatest(run_after, retry_at)) FROM jobsched.jobs" \
-"            WHERE state = 'pending' AND greatest(run_after, retry_at) > now())"
+"          (" QUEUE_NEXT_DUE_SQL ")"
 
 /*
  * The common case: no job type is capped.  That condition is checked once,
@@ -89,12 +95,7 @@ QUEUE_CLAIM_SQL("CASE WHEN $2::text IS NULL"
 				"                              WHERE max_in_flight IS NOT NULL))"
 				"     ELSE type = $2 END");
 
-/* when the next pending row not yet due falls due (run_after, retry_at) */
-static const char queue_next_due_sql[] =
-"SELECT min(greatest(run_after, retry_at))"
-"  FROM jobsched.jobs"
-" WHERE state = 'pending'"
-"   AND greatest(run_after, retry_at) > now()";
+static const char queue_next_due_sql[] = QUEUE_NEXT_DUE_SQL;
 
 /* room left under each job type's cap on jobs in flight */
 static const char queue_caps_sql[] =
