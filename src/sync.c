@@ -160,11 +160,11 @@ sync_queue(SyncNamespace *ns, const JobschedJobStatus *st, const char *name)
 }
 
 /*
- * Read one Job object: ours?  Which state does it say?  Returns false for
- * a Job that is not one of this database's.  deleted: the object comes
- * from a DELETED event.
+ * Read one Job object: ours?  Which state does it say?  Returns its row's
+ * id, or 0 for a Job that is not one of this database's.  deleted: the
+ * object comes from a DELETED event.
  */
-static bool
+static int64
 sync_observe(SyncNamespace *ns, cJSON *job, bool deleted)
 {
 	cJSON	   *status = jobsched_kobject_get(job, "status", NULL, NULL);
@@ -176,7 +176,7 @@ sync_observe(SyncNamespace *ns, cJSON *job, bool deleted)
 	memset(&st, 0, sizeof(st));
 	st.id = jobsched_kobject_job_id(job);
 	if (st.id == 0)
-		return false;
+		return 0;
 	st.uid = jobsched_kobject_string(job, "metadata", "uid", NULL);
 	st.started_at = jobsched_kobject_string(status, "startTime", NULL, NULL);
 
@@ -206,10 +206,10 @@ sync_observe(SyncNamespace *ns, cJSON *job, bool deleted)
 	else if (st.started_at != NULL || (cJSON_IsNumber(active) && active->valueint > 0))
 		st.state = "running";
 	else
-		return true;			/* ours, not started yet: nothing to record */
+		return st.id;			/* ours, not started yet: nothing to record */
 
 	sync_queue(ns, &st, jobsched_kobject_string(job, "metadata", "name", NULL));
-	return true;
+	return st.id;
 }
 
 static void
@@ -290,7 +290,9 @@ sync_list_done(KubeRequest *req)
 
 	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(root, "items"))
 	{
-		if (!sync_observe(ns, item, false))
+		int64		id = sync_observe(ns, item, false);
+
+		if (id == 0)
 			continue;
 		if (ns->nseen == ns->seen_cap)
 		{
@@ -299,7 +301,7 @@ sync_list_done(KubeRequest *req)
 				repalloc(ns->seen, sizeof(int64) * ns->seen_cap) :
 				MemoryContextAlloc(sync_cxt, sizeof(int64) * ns->seen_cap);
 		}
-		ns->seen[ns->nseen++] = jobsched_kobject_job_id(item);
+		ns->seen[ns->nseen++] = id;
 	}
 
 	next = jobsched_kobject_string(root, "metadata", "continue", NULL);
