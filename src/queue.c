@@ -16,12 +16,14 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -132,6 +134,50 @@ static const char queue_record_sql[] =
 "RETURNING j.state = 'submitted' AND j.cancel_requested_at IS NOT NULL";
 
 /*
+ * Is the extension installed?  get_extension_oid() scans pg_extension,
+ * which no syscache covers, and this is asked in every transaction of the
+ * worker, on the path from a commit to its Job.  So once the extension has
+ * been seen, that answer stands until the queue table's relcache entry is
+ * invalidated, as dropping the table (with the extension) does; the
+ * invalidation is taken in at the start of the next transaction.
+ */
+static bool queue_extension_seen = false;
+static Oid	queue_jobs_relid = InvalidOid;
+
+static void
+queue_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == queue_jobs_relid)
+		queue_extension_seen = false;
+}
+
+static bool
+queue_extension_installed(void)
+{
+	static bool callback_registered = false;
+
+	if (queue_extension_seen)
+		return true;
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(queue_relcache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+	if (!OidIsValid(get_extension_oid("jobsched", true)))
+		return false;
+	queue_jobs_relid = get_relname_relid("jobs", get_namespace_oid("jobsched", false));
+	queue_extension_seen = OidIsValid(queue_jobs_relid);
+	return queue_extension_seen;
+}
+
+/* After an error: look the extension up again before trusting it. */
+void
+jobsched_queue_reset(void)
+{
+	queue_extension_seen = false;
+}
+
+/*
  * Open a transaction with SPI and a snapshot.  Returns false if the
  * extension is not installed in this database (yet, or any more); the
  * caller still calls jobsched_queue_end().
@@ -147,7 +193,7 @@ jobsched_queue_begin(const char *activity)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, activity);
 
-	return OidIsValid(get_extension_oid("jobsched", true));
+	return queue_extension_installed();
 }
 
 void

@@ -69,6 +69,7 @@ typedef struct JobschedDoomedJob
 
 extern bool jobsched_queue_begin(const char *activity);
 extern void jobsched_queue_end(void);
+extern void jobsched_queue_reset(void);
 extern int	jobsched_queue_recover_claimed(void);
 extern int	jobsched_queue_claim(int limit, const char *default_namespace,
 								 MemoryContext cxt, JobschedJob **jobs_out,

@@ -36,6 +36,7 @@
 #include "dispatch.h"
 #include "jobsched.h"
 #include "kube.h"
+#include "queue.h"
 #include "sync.h"
 
 /* after an error, wait this long before the next pass */
@@ -219,6 +220,7 @@ worker_recover_from_error(void)
 	FreeErrorData(edata);
 	/* libcurl lets go of every request first, then each module its memory */
 	jobsched_kube_abandon_all();
+	jobsched_queue_reset();
 	jobsched_dispatch_reset();
 	jobsched_sync_reset();
 	jobsched_cancel_reset();
