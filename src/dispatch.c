@@ -133,11 +133,13 @@ jobsched_dispatch_init(void)
 										 ALLOCSET_DEFAULT_SIZES);
 }
 
-/* A wake-up: rows may have become pending. */
+/* A wake-up: rows may have become pending, or the extension installed. */
 void
 jobsched_dispatch_wake(void)
 {
 	dispatch_work_maybe = true;
+	if (!dispatch_ready)
+		dispatch_next_ready_check = 0;
 }
 
 /*
@@ -642,6 +644,7 @@ dispatch_prepare(TimestampTz now)
 		return;
 	dispatch_next_ready_check = TimestampTzPlusMilliseconds(now, jobsched_poll_interval);
 
+	jobsched_wake_doorbell_quiet();
 	dispatch_ready = jobsched_queue_begin("jobsched: recovering claimed jobs");
 	if (dispatch_ready)
 		recovered = jobsched_queue_recover_claimed();
@@ -668,7 +671,12 @@ jobsched_dispatch_run(void)
 	{
 		dispatch_prepare(now);
 		if (!dispatch_ready)
+		{
+			/* the first job queued once the extension is there rings */
+			if (jobsched_enabled && !jobsched_wake_doorbell_arm())
+				dispatch_next_ready_check = 0;
 			return jobsched_ms_until(now, dispatch_next_ready_check);
+		}
 	}
 
 	if (now >= dispatch_next_poll)

@@ -7,7 +7,7 @@ import time
 import psycopg2
 import pytest
 
-from conftest import submit
+from conftest import JOB_TEMPLATE, submit
 from harness import NAMESPACE, TOKEN, wait_for
 
 
@@ -405,6 +405,37 @@ def test_sigterm_stops_the_worker_within_a_second_mid_request(pg, api):
     pg.wait_worker(timeout=30)
     pg.wait_state(job_id, "submitted", timeout=30)
     assert len(api.jobs()) == 1
+
+
+@pytest.mark.parametrize("mode", ["notify", "latch"])
+def test_the_extension_dropped_and_created_again(pg, api, mode):
+    """The worker outlives its extension quietly and takes up a new one at
+    once.  It remembers that the extension is installed: dropping the queue
+    table must make it look again, though the schema stays behind."""
+    pg.set_config(wake_mode=mode)
+    wait_for("this session to see the mode",
+             lambda: pg.value("SHOW jobsched.wake_mode") == mode)
+    errors_before = pg.status()["last_error_at"]
+    pid = pg.worker_pid()
+    pg.execute("DROP EXTENSION jobsched")
+    try:
+        assert pg.value("SELECT count(*) FROM pg_namespace WHERE nspname = 'jobsched'") == 1
+        # ring and wait for the worker to look: the first look finds the
+        # queue gone, the second looks for the extension as at startup
+        for _ in range(2):
+            since = pg.value("SELECT clock_timestamp()")
+            pg.execute("NOTIFY job_scheduler")
+            wait_for("the worker to look for the queue", lambda: pg.value(
+                "SELECT state_change > %s FROM pg_stat_activity WHERE pid = %s",
+                (since, pid)))
+    finally:
+        pg.execute("CREATE EXTENSION jobsched")
+    pg.execute("INSERT INTO jobsched.job_types (name, template) VALUES ('echo', %s)",
+               (json.dumps(JOB_TEMPLATE),))
+    # poll_interval is an hour: the job's own wake-up must get it submitted
+    pg.wait_state(submit(pg), "submitted", timeout=10)
+    assert pg.worker_pid() == pid
+    assert pg.status()["last_error_at"] == errors_before, pg.status()["last_error"]
 
 
 def test_status_answers_while_the_api_is_down(pg, api):
