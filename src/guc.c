@@ -35,7 +35,7 @@ bool		jobsched_cleanup_spare_active = false;
 int			jobsched_poll_interval = 10000;
 int			jobsched_sync_interval = 10000;
 int			jobsched_batch_size = 500;
-int			jobsched_claim_delay = 10;
+int			jobsched_claim_delay = 100;
 int			jobsched_max_in_flight = 16;
 int			jobsched_request_timeout = 30000;
 int			jobsched_max_attempts = 10;
@@ -240,7 +240,7 @@ jobsched_guc_define(void)
 							"Jobs committed in the meantime are claimed, sent and recorded together, which costs "
 							"less than a claim per commit.  A job that comes alone is claimed at once.",
 							&jobsched_claim_delay,
-							10, 0, 1000,
+							100, 0, 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
