@@ -271,8 +271,11 @@ def bench_throughputs(args, api, pg, fast_api):
               f"lost {max(args.jobs - sent, 0)}, duplicated {max(sent - args.jobs, 0)}")
     pg.set_config(kube_api_url=None, batch_size=None)
     pid = pg.worker_pid()
+    # an idle worker gives back what a burst needed once it has found no
+    # jobs for 2 s (dispatch.c); this is its size when idle
+    time.sleep(3)
     pss, private = memory_kb(pid)
-    print(f"\n== worker memory after the runs above: PSS {pss / 1024:.1f} MB, "
+    print(f"\n== worker memory after the runs above, idle for 3 s: PSS {pss / 1024:.1f} MB, "
           f"private {private / 1024:.1f} MB (the rest of PSS is its share of shared buffers "
           f"and libraries)")
 

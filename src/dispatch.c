@@ -60,8 +60,13 @@
 /* claims that found jobs this close together mean jobs are streaming in */
 #define DISPATCH_STREAM_GAP_US	1000
 
-/* after this many jobs, an idle dispatcher gives free memory back */
+/*
+ * After this many jobs, a dispatcher that has found none for this long
+ * gives free memory back (more than the longest claim_delay: not between
+ * the claims of a stream, which would only take it back at once)
+ */
 #define DISPATCH_TRIM_JOBS		1000
+#define DISPATCH_TRIM_IDLE_MS	2000
 
 typedef enum DispatchFault
 {
@@ -544,21 +549,30 @@ dispatch_flush(void)
 		}
 	}
 	dispatch_noutcomes = 0;
+}
 
+/*
+ * glibc keeps the memory that batches (and libcurl's buffers) freed; an
+ * idle worker should not hold on to what it needed for ten thousand jobs
+ * at once.  Once a burst has been over for a while, give it back.  Returns
+ * how long until that is due, in ms (-1: nothing to do).
+ */
+static long
+dispatch_trim_when_idle(TimestampTz now)
+{
 #ifdef __GLIBC__
+	TimestampTz due;
 
-	/*
-	 * A burst is over.  glibc keeps the memory its batches (and libcurl's
-	 * buffers) freed; an idle worker should not hold on to what it needed
-	 * for ten thousand jobs at once.
-	 */
-	if (dlist_is_empty(&dispatch_batches) &&
-		dispatch_freed_since_trim >= DISPATCH_TRIM_JOBS)
-	{
-		malloc_trim(0);
-		dispatch_freed_since_trim = 0;
-	}
+	if (dispatch_freed_since_trim < DISPATCH_TRIM_JOBS ||
+		!dlist_is_empty(&dispatch_batches))
+		return -1;
+	due = TimestampTzPlusMilliseconds(dispatch_last_found_at, DISPATCH_TRIM_IDLE_MS);
+	if (now < due)
+		return jobsched_ms_until(now, due);
+	malloc_trim(0);
+	dispatch_freed_since_trim = 0;
 #endif
+	return -1;
 }
 
 /* Claim a batch of due rows and render their names. */
@@ -601,11 +615,12 @@ dispatch_claim(void)
 	 * record for every commit or two.  A job that comes alone is claimed at
 	 * once.
 	 */
-	if (ready && n > 0 && n < jobsched_batch_size && jobsched_claim_delay > 0)
+	if (ready && n > 0)
 	{
 		TimestampTz now = GetCurrentTimestamp();
 
-		if (n > 1 || now - dispatch_last_found_at < DISPATCH_STREAM_GAP_US)
+		if (n < jobsched_batch_size && jobsched_claim_delay > 0 &&
+			(n > 1 || now - dispatch_last_found_at < DISPATCH_STREAM_GAP_US))
 			dispatch_claim_not_before = TimestampTzPlusMilliseconds(now,
 																	jobsched_claim_delay);
 		dispatch_last_found_at = now;
@@ -666,6 +681,7 @@ jobsched_dispatch_run(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	long		timeout;
+	long		trim_in;
 
 	if (!dispatch_ready)
 	{
@@ -763,5 +779,8 @@ jobsched_dispatch_run(void)
 		timeout = Min(timeout, jobsched_ms_until(now, dispatch_claim_not_before));
 	if (dispatch_noutcomes > 0)
 		timeout = Min(timeout, DISPATCH_FLUSH_MS);
+	trim_in = dispatch_trim_when_idle(now);
+	if (trim_in >= 0)
+		timeout = Min(timeout, trim_in);
 	return timeout;
 }
