@@ -57,7 +57,7 @@
 #define DISPATCH_FLUSH_COUNT	256
 #define DISPATCH_FLUSH_MS		10
 
-/* claims that found jobs this close together mean jobs are streaming in */
+/* jobs committed more than one this often are streaming in */
 #define DISPATCH_STREAM_GAP_US	1000
 
 /*
@@ -108,7 +108,8 @@ static TimestampTz dispatch_next_ready_check = 0;
 static bool dispatch_work_maybe = true;
 /* no claim before this, while new jobs keep coming (claim_delay); 0: none */
 static TimestampTz dispatch_claim_not_before = 0;
-/* when a claim last found jobs */
+/* when the last claim ran, and when one last found jobs */
+static TimestampTz dispatch_last_claim_at = 0;
 static TimestampTz dispatch_last_found_at = 0;
 /* jobs whose batches were freed since free memory was last given back */
 static int	dispatch_freed_since_trim = 0;
@@ -609,21 +610,25 @@ dispatch_claim(void)
 	dispatch_work_maybe = (n == jobsched_batch_size);
 
 	/*
-	 * Before the doorbell is armed again.  Jobs streaming in (more than one
-	 * since the last claim, or one hard on the heels of the last) are given
-	 * claim_delay to gather, rather than a claim, a round of requests and a
-	 * record for every commit or two.  A job that comes alone is claimed at
-	 * once.
+	 * Before the doorbell is armed again.  Jobs streaming in (the claim
+	 * found more than one for each DISPATCH_STREAM_GAP_US since the last)
+	 * are given claim_delay to gather, rather than a claim, a round of
+	 * requests and a record for every commit or two.  The rate, not the
+	 * count: what gathers during the delay must not count as a stream by
+	 * itself, or jobs coming a few milliseconds apart would wait for the
+	 * delay forever after.
 	 */
-	if (ready && n > 0)
+	if (ready)
 	{
 		TimestampTz now = GetCurrentTimestamp();
 
-		if (n < jobsched_batch_size && jobsched_claim_delay > 0 &&
-			(n > 1 || now - dispatch_last_found_at < DISPATCH_STREAM_GAP_US))
+		if (n > 0 && n < jobsched_batch_size && jobsched_claim_delay > 0 &&
+			now - dispatch_last_claim_at < (TimestampTz) n * DISPATCH_STREAM_GAP_US)
 			dispatch_claim_not_before = TimestampTzPlusMilliseconds(now,
 																	jobsched_claim_delay);
-		dispatch_last_found_at = now;
+		dispatch_last_claim_at = now;
+		if (n > 0)
+			dispatch_last_found_at = now;
 	}
 	/* all due rows taken: wake up when the next one falls due */
 	if (ready && n < jobsched_batch_size && due != 0)

@@ -319,6 +319,30 @@ def test_claim_delay_gathers_a_stream_of_commits(pg, api):
                   for r in api.creates()) == ids
 
 
+def test_jobs_that_come_apart_are_claimed_at_once_after_a_stream(pg, api):
+    pg.set_config(wake_mode="latch", claim_delay="1s")
+    wait_for("this session to see the mode",
+             lambda: pg.value("SHOW jobsched.wake_mode") == "latch")
+    wakeups = lambda: pg.value("SELECT wakeups FROM jobsched.status")
+    # a stream: one job, then 200 more committed hard on its heels
+    first = submit(pg)
+    pg.execute("SELECT jobsched.submit('echo', '{\"args\": [\"hi\"]}') FROM generate_series(1, 200)")
+    # then jobs 20 ms apart, for two seconds: those that come while the
+    # worker waits out claim_delay are claimed together, and must not make
+    # it wait again; the rest come alone, each claimed on its own wake-up
+    before = wakeups()
+    apart = []
+    for _ in range(100):
+        apart.append(submit(pg))
+        time.sleep(0.02)
+    for job_id in [first] + apart:
+        pg.wait_state(job_id, "submitted")
+    assert pg.value("SELECT count(*) FROM jobsched.jobs WHERE state = 'submitted'") == 301
+    woken = wakeups() - before
+    assert woken <= 75, "the stream did not make the worker wait claim_delay"
+    assert woken >= 25, "jobs 20 ms apart kept waiting for claim_delay"
+
+
 @pytest.mark.parametrize("mode", ["notify", "latch"])
 def test_each_wake_mode_wakes_the_worker(pg, api, mode):
     pg.set_config(wake_mode=mode)
