@@ -611,18 +611,19 @@ dispatch_claim(void)
 
 	/*
 	 * Before the doorbell is armed again.  Jobs streaming in (the claim
-	 * found more than one for each DISPATCH_STREAM_GAP_US since the last)
-	 * are given claim_delay to gather, rather than a claim, a round of
-	 * requests and a record for every commit or two.  The rate, not the
+	 * found several, one or more for each DISPATCH_STREAM_GAP_US since the
+	 * last) are given claim_delay to gather, rather than a claim, a round
+	 * of requests and a record for every commit or two.  The rate, not the
 	 * count: what gathers during the delay must not count as a stream by
 	 * itself, or jobs coming a few milliseconds apart would wait for the
-	 * delay forever after.
+	 * delay forever after.  A job that comes alone is claimed at once, even
+	 * right after the last claim.
 	 */
 	if (ready)
 	{
 		TimestampTz now = GetCurrentTimestamp();
 
-		if (n > 0 && n < jobsched_batch_size && jobsched_claim_delay > 0 &&
+		if (n > 1 && n < jobsched_batch_size && jobsched_claim_delay > 0 &&
 			now - dispatch_last_claim_at < (TimestampTz) n * DISPATCH_STREAM_GAP_US)
 			dispatch_claim_not_before = TimestampTzPlusMilliseconds(now,
 																	jobsched_claim_delay);
