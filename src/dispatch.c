@@ -57,7 +57,10 @@
 #define DISPATCH_FLUSH_COUNT	256
 #define DISPATCH_FLUSH_MS		10
 
-/* jobs committed more than one this often are streaming in */
+/*
+ * A claim that found several jobs, one or more for each this long since
+ * the last claim, found them streaming in
+ */
 #define DISPATCH_STREAM_GAP_US	1000
 
 /*
