@@ -309,7 +309,18 @@ def test_claim_delay_gathers_a_stream_of_commits(pg, api):
     wait_for("this session to see the mode",
              lambda: pg.value("SHOW jobsched.wake_mode") == "latch")
     before = pg.value("SELECT wakeups FROM jobsched.status")
-    ids = [submit(pg) for _ in range(100)]
+    # a stream of 300 commits, three every millisecond or so
+    pg.execute("""DO $$ BEGIN
+                    FOR i IN 1..100 LOOP
+                      FOR j IN 1..3 LOOP
+                        PERFORM jobsched.submit('echo', '{"args": ["hi"]}');
+                        COMMIT;
+                      END LOOP;
+                      PERFORM pg_sleep(0.001);
+                    END LOOP;
+                  END $$""")
+    ids = [row[0] for row in pg.query("SELECT id FROM jobsched.jobs ORDER BY id")]
+    assert len(ids) == 300
     for job_id in ids:
         pg.wait_state(job_id, "submitted")
     # the first commit rings; the rest find the doorbell rung, or come while
