@@ -132,7 +132,9 @@ class Postgres:
         self.datadir = os.path.join(workdir, "pgdata")
         self.logfile = os.path.join(workdir, "postgres.log")
         self.sockdir = workdir
-        self.port = 20000 + os.getpid() % 20000
+        # below Linux's ephemeral ports (32768 and up), which outgoing
+        # connections on this machine may hold
+        self.port = 12000 + os.getpid() % 20000
         subprocess.run([os.path.join(PG_BIN, "initdb"), "-D", self.datadir, "-A", "trust",
                         "-U", "postgres", "--no-sync"], check=True, capture_output=True)
         with open(os.path.join(self.datadir, "postgresql.conf"), "a") as f:
@@ -164,8 +166,11 @@ jobsched.request_timeout = '5s'
     def start(self):
         wrapper = os.environ.get("JOBSCHED_PG_WRAPPER")
         if not wrapper:
-            subprocess.run([os.path.join(PG_BIN, "pg_ctl"), "-D", self.datadir, "-l",
-                            self.logfile, "-w", "start"], check=True, capture_output=True)
+            started = subprocess.run([os.path.join(PG_BIN, "pg_ctl"), "-D", self.datadir, "-l",
+                                      self.logfile, "-w", "start"], capture_output=True, text=True)
+            if started.returncode != 0:
+                log = self.server_log()[-2000:] if os.path.exists(self.logfile) else ""
+                raise RuntimeError(f"PostgreSQL did not start:\n{started.stdout}{started.stderr}{log}")
             return
         # JOBSCHED_PG_WRAPPER runs the server under a tool, e.g. valgrind (see the README)
         with open(self.logfile, "a") as log:
