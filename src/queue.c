@@ -32,8 +32,6 @@
 #include "jobsched.h"
 #include "queue.h"
 
-static SPIPlanPtr queue_claim_plan = NULL;
-
 /* the caller's memory context, current again after jobsched_queue_end() */
 static MemoryContext queue_caller_cxt = NULL;
 
@@ -91,7 +89,7 @@ QUEUE_CLAIM_SQL("NOT EXISTS (SELECT FROM jobsched.job_types"
  * which it takes to pass almost no rows when there are few types (1 -
  * 1/ndistinct), and then sorts the whole backlog to find the first few.
  */
-static const char queue_claim_sql[] =
+static const char queue_claim_capped_sql[] =
 QUEUE_CLAIM_SQL("CASE WHEN $2::text IS NULL"
 				"     THEN type <> ALL (ARRAY(SELECT name FROM jobsched.job_types"
 				"                              WHERE max_in_flight IS NOT NULL))"
@@ -380,6 +378,7 @@ jobsched_queue_claim(int limit, const char *default_namespace,
 					 TimestampTz *next_due)
 {
 	static SPIPlanPtr uncapped_plan = NULL;
+	static SPIPlanPtr capped_plan = NULL;
 	static SPIPlanPtr caps_plan = NULL;
 	int			njobs;
 	uint64		i;
@@ -405,7 +404,7 @@ jobsched_queue_claim(int limit, const char *default_namespace,
 		SPITupleTable *caps = SPI_tuptable;
 		uint64		ncaps = SPI_processed;
 
-		njobs = queue_claim_some(&queue_claim_plan, queue_claim_sql, limit, NULL,
+		njobs = queue_claim_some(&capped_plan, queue_claim_capped_sql, limit, NULL,
 								 default_namespace, cxt, jobs_out, njobs, NULL);
 		for (i = 0; i < ncaps && njobs < limit; i++)
 		{
@@ -413,7 +412,7 @@ jobsched_queue_claim(int limit, const char *default_namespace,
 			int			room = queue_int_value(caps->vals[i], caps->tupdesc, 2);
 
 			if (room > 0)
-				njobs = queue_claim_some(&queue_claim_plan, queue_claim_sql,
+				njobs = queue_claim_some(&capped_plan, queue_claim_capped_sql,
 										 Min(room, limit - njobs), type, default_namespace,
 										 cxt, jobs_out, njobs, NULL);
 		}
