@@ -659,11 +659,14 @@ jobsched_queue_apply_status(JobschedJobStatus *statuses, int n, MemoryContext cx
 
 		if (strcmp(st, "failed") == 0)
 		{
-			int64	   *id = MemoryContextAlloc(cxt, sizeof(int64));
+			/* the List outlives SPI_finish(): build it in the caller's context */
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+			int64	   *id = palloc(sizeof(int64));
 
 			*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
 											  SPI_tuptable->tupdesc, 1, &isnull));
 			failed = lappend(failed, id);
+			MemoryContextSwitchTo(old);
 		}
 	}
 	return failed;

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 import time
@@ -89,6 +90,17 @@ class KubeApi:
         with urllib.request.urlopen(req, timeout=10) as resp:
             text = resp.read().decode()
             return json.loads(text) if text else None
+
+    def kube(self, method, path, body=None, timeout=60):
+        """A request to the API port itself, as another client of the cluster
+        (kubectl, a controller) would make it: HTTPS, the CA, the token."""
+        ctx = ssl.create_default_context(cafile=os.path.join(self.certs, "ca.crt"))
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": "Bearer " + TOKEN})
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
+            return json.loads(resp.read().decode() or "null")
 
     def requests(self, method=None, path_prefix=None):
         out = self.call("GET", "/requests")

@@ -383,3 +383,21 @@ def test_status_shows_cleanup(pg, api):
     assert st["last_cleanup_at"] is not None
     assert st["last_cleanup_jobs_deleted"] == 0
     assert st["last_cleanup_pods_deleted"] == 0
+
+
+# ---- faults -------------------------------------------------------------
+
+def test_thousands_of_jobs_deleted_behind_our_back_while_syncing(pg, api):
+    """kubectl delete jobs --all: every row learns its Job is gone, and the
+    worker (a crash of which resets every session of the server) survives."""
+    pid = pg.worker_pid()
+    pg.execute("INSERT INTO jobsched.jobs (type, params)"
+               " SELECT 'echo', '{\"args\": []}' FROM generate_series(1, 3000)")
+    wait_for("3000 jobs submitted", lambda: pg.value(
+        "SELECT count(*) FROM jobsched.jobs WHERE state = 'submitted'") == 3000, timeout=120)
+    api.kube("DELETE", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs?propagationPolicy=Background")
+    wait_for("every row to learn its Job is gone", lambda: pg.value(
+        "SELECT count(*) FROM jobsched.jobs WHERE state = 'failed'"
+        " AND last_error = 'the Job was deleted before it finished'") == 3000, timeout=120)
+    assert pg.worker_pid() == pid
+    assert "terminated by signal" not in pg.server_log()
