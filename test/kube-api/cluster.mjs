@@ -1,12 +1,13 @@
 // What the rest of a cluster would do around the API: the Job controller
 // creating a Job's pod, the garbage collector honouring propagationPolicy,
 // and (driven by the test through the control API) pods running, succeeding
-// or failing.  All changes go through the Store, so they bump
-// resourceVersions and reach watchers.
+// or failing, and Jobs deleted wholesale.  All changes go through the
+// Store, so they bump resourceVersions and reach watchers.
 
 import { randomBytes } from "node:crypto";
-import { JOBS, PODS, conflict, notFound, successStatus } from "./status.mjs";
+import { JOBS, PODS, notFound, preconditionFailed, successStatus } from "./status.mjs";
 import { randomSuffix } from "./names.mjs";
+import { matchFields, matchLabels } from "./selectors.mjs";
 import { timestamp } from "./store.mjs";
 
 export class Cluster {
@@ -14,11 +15,35 @@ export class Cluster {
 		this.store = store;
 	}
 
-	/** Store a validated Job and, unless suspended, the one pod the controller would start. */
-	createJob(job) {
-		const stored = this.store.insert(JOBS, job);
-		if (stored.spec.suspend !== true && stored.spec.parallelism !== 0) this.store.insert(PODS, podFor(stored));
+	/**
+	 * Store a validated Job and, unless suspended (or `pod` is false), the
+	 * one pod the controller would start.  `maxBytes`: see Store.insert.
+	 */
+	createJob(job, { pod = true, maxBytes = 0 } = {}) {
+		const stored = this.store.insert(JOBS, job, { maxBytes });
+		if (pod && stored.spec.suspend !== true && stored.spec.parallelism !== 0) this.store.insert(PODS, podFor(stored));
 		return stored;
+	}
+
+	/**
+	 * Delete every Job in `namespace` that matches the selectors, as
+	 * `kubectl delete jobs --all` or a deletecollection by someone else
+	 * would; the pods go too unless the policy is Orphan.  Returns
+	 * {deleted, pods_deleted}.
+	 */
+	deleteJobs(namespace, { labelReqs = [], fieldReqs = [], propagationPolicy = "Background" } = {}) {
+		const victims = [];
+		for (const job of this.store.iterate(JOBS, namespace)) {
+			if (matchLabels(labelReqs, job.metadata.labels) && matchFields(fieldReqs, job)) victims.push(job.metadata.name);
+		}
+		const podsBefore = this.store.count(PODS);
+		// One re-sort on the next list beats thousands of splices.
+		if (victims.length > 1000) {
+			this.store.dropIndex(JOBS);
+			this.store.dropIndex(PODS);
+		}
+		for (const name of victims) this.deleteJob(namespace, name, { propagationPolicy });
+		return { deleted: victims.length, pods_deleted: podsBefore - this.store.count(PODS) };
 	}
 
 	/**
@@ -150,16 +175,23 @@ function splitKey(key) {
 	return [key.slice(0, i), key.slice(i + 1)];
 }
 
+/**
+ * DeleteOptions.preconditions, in rest.BeforeDelete's words.  (The storage
+ * layer's "Precondition failed: UID in precondition: …" form is only seen
+ * when the object changes between that check and the etcd transaction,
+ * which cannot happen here.)
+ */
 function checkPreconditions(res, obj, pre) {
 	if (!pre) return;
-	if (pre.uid != null && pre.uid !== obj.metadata.uid) {
-		throw conflict(res, obj.metadata.name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${obj.metadata.uid}`);
+	const { name, uid, resourceVersion } = obj.metadata;
+	if (pre.uid != null && pre.uid !== uid) {
+		throw preconditionFailed(res, name, `the UID in the precondition (${pre.uid}) does not match the UID in record (${uid}). The object might have been deleted and then recreated`);
 	}
-	if (pre.resourceVersion != null && pre.resourceVersion !== obj.metadata.resourceVersion) {
-		throw conflict(
+	if (pre.resourceVersion != null && pre.resourceVersion !== resourceVersion) {
+		throw preconditionFailed(
 			res,
-			obj.metadata.name,
-			`Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${obj.metadata.resourceVersion}`,
+			name,
+			`the ResourceVersion in the precondition (${pre.resourceVersion}) does not match the ResourceVersion in record (${resourceVersion}). The object might have been modified`,
 		);
 	}
 }

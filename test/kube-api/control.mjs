@@ -1,9 +1,14 @@
 // The control port: plain HTTP + JSON for the test harness to inspect what
 // the client sent, inject faults, and play the rest of the cluster (Job
-// status, ages, foreign objects, watch and pagination expiry).
+// status, ages, foreign objects, bulk creation and deletion, the TTL
+// controller, watch storms, watch and pagination expiry).
 
 import { ApiError, JOBS, PODS, jsonWithKind } from "./status.mjs";
 import { FaultError } from "./faults.mjs";
+import { BulkError, bulkCreateJobs } from "./bulk.mjs";
+import { selectorsOf } from "./api.mjs";
+
+const PROPAGATION = ["Background", "Foreground", "Orphan"];
 
 class ControlError extends Error {
 	constructor(code, message) {
@@ -133,7 +138,18 @@ function routes(state) {
 				return jsonWithKind(JOBS, cluster.setCreationTimestamp(ns, name, body.time));
 			},
 		],
-		// Deletions done by someone else (TTL controller, an operator).
+		// Many Jobs at once, for tests and benchmarks; see bulk.mjs.
+		["POST", /^\/jobs\/([^/]+)\/bulk$/, ([, ns], _q, body) => bulkCreateJobs(state, ns, body)],
+		// Deletions done by someone else (an operator, kubectl).
+		[
+			"DELETE",
+			/^\/jobs\/([^/]+)$/,
+			([, ns], q) => {
+				const policy = q.get("propagationPolicy") ?? "Background";
+				if (!PROPAGATION.includes(policy)) throw bad(`propagationPolicy must be one of ${PROPAGATION.join(", ")}`);
+				return cluster.deleteJobs(ns, { ...selectorsOf(q, JOBS), propagationPolicy: policy });
+			},
+		],
 		[
 			"DELETE",
 			/^\/jobs\/([^/]+)\/([^/]+)$/,
@@ -156,15 +172,24 @@ function routes(state) {
 			},
 		],
 
-		["GET", /^\/watch$/, () => ({ bookmark_ms: hub.bookmarkMs, watchers: hub.watchers.size, history: hub.history.length, floor_rv: hub.floorRV })],
+		[
+			"GET",
+			/^\/watch$/,
+			() => ({ bookmark_ms: hub.bookmarkMs, end_at_once: hub.endAtOnce, watchers: hub.watchers.size, history: hub.history.length, floor_rv: hub.floorRV }),
+		],
 		[
 			"PUT",
 			/^\/watch$/,
 			(_m, _q, body) => {
-				const ms = Number(body.bookmark_ms);
-				if (!Number.isFinite(ms) || ms < 10) throw bad("bookmark_ms must be a number >= 10");
-				hub.setBookmarkInterval(ms);
-				return { bookmark_ms: ms };
+				if (body.bookmark_ms == null && body.end_at_once == null) throw bad('body needs "bookmark_ms" and/or "end_at_once"');
+				if (body.end_at_once != null && typeof body.end_at_once !== "boolean") throw bad("end_at_once must be true or false");
+				if (body.bookmark_ms != null) {
+					const ms = Number(body.bookmark_ms);
+					if (!Number.isFinite(ms) || ms < 10) throw bad("bookmark_ms must be a number >= 10");
+					hub.setBookmarkInterval(ms);
+				}
+				if (body.end_at_once != null) hub.endAtOnce = body.end_at_once;
+				return { bookmark_ms: hub.bookmarkMs, end_at_once: hub.endAtOnce };
 			},
 		],
 		[
@@ -179,6 +204,19 @@ function routes(state) {
 		["POST", /^\/watch\/compact$/, () => (hub.compact(), { floor_rv: hub.floorRV })],
 		["POST", /^\/continue\/expire$/, () => ({ expired: lister.expireAll() })],
 
+		["GET", /^\/ttl$/, () => state.ttl.settings()],
+		[
+			"PUT",
+			/^\/ttl$/,
+			(_m, _q, body) => {
+				try {
+					return state.ttl.configure(body);
+				} catch (err) {
+					throw bad(err.message);
+				}
+			},
+		],
+
 		[
 			"GET",
 			/^\/stats$/,
@@ -189,6 +227,7 @@ function routes(state) {
 				watchers: hub.watchers.size,
 				requests: log.seq,
 				memory_rss: process.memoryUsage().rss,
+				heap_used: process.memoryUsage().heapUsed,
 			}),
 		],
 	];
@@ -208,7 +247,7 @@ export function createControlHandler(state) {
 			reply(res, 200, hit[2](match, url.searchParams, body));
 		} catch (err) {
 			if (err instanceof ControlError) reply(res, err.code, { error: err.message });
-			else if (err instanceof FaultError) reply(res, 400, { error: err.message });
+			else if (err instanceof FaultError || err instanceof BulkError) reply(res, 400, { error: err.message });
 			else if (err instanceof ApiError) reply(res, err.code, { error: err.message, status: err.toStatus() });
 			else {
 				console.error("kube-api control: internal error:", err);

@@ -1,8 +1,10 @@
 // Fault injection for the API port: error statuses, API Priority and
-// Fairness style 429s, requests that never get an answer, and connections
-// dropped without one.  Optionally only for the next N matching requests,
-// and optionally *after* the request took effect (the client then cannot
-// tell whether a create happened: the case that idempotent retries are for).
+// Fairness style 429s, requests that never get an answer (or that end in a
+// reset after a while), and connections dropped without one.  Optionally
+// only for the next N matching requests, and optionally *after* the request
+// took effect (the client then cannot tell whether a create happened: the
+// case that idempotent retries are for).  Filters narrow a fault to some
+// requests, so that a test can, say, fail Job lists while watches work.
 
 const MODES = ["none", "status", "429", "hang", "drop"];
 
@@ -35,8 +37,47 @@ function parseConfig(body) {
 		cfg.methods = body.methods.map((m) => String(m).toUpperCase());
 	}
 	if (body.path_prefix != null) cfg.path_prefix = String(body.path_prefix);
+	if (body.path != null) cfg.path = String(body.path);
+	if (body.watch != null) {
+		if (typeof body.watch !== "boolean") throw new FaultError("watch must be true (watch requests only) or false (all but watches)");
+		cfg.watch = body.watch;
+	}
+	if (body.query != null) cfg.query = parseQueryFilter(body.query);
 	if (body.after != null) cfg.after = Boolean(body.after);
+	if (body.close_after_ms != null) {
+		if (mode !== "hang") throw new FaultError("close_after_ms applies to mode hang only");
+		const ms = Number(body.close_after_ms);
+		if (!Number.isInteger(ms) || ms < 0) throw new FaultError("close_after_ms must be a non-negative integer");
+		cfg.close_after_ms = ms;
+	}
 	return cfg;
+}
+
+/** {"fieldSelector": "metadata.name=foo", ...}: exact values a request's query must hold. */
+function parseQueryFilter(q) {
+	if (q === null || typeof q !== "object" || Array.isArray(q)) throw new FaultError("query must be an object of query parameter names to values");
+	const out = {};
+	for (const [k, v] of Object.entries(q)) {
+		if (!["string", "number", "boolean"].includes(typeof v)) throw new FaultError(`query.${k} must be a string`);
+		out[k] = String(v);
+	}
+	return out;
+}
+
+/**
+ * Does the fault's filter select this request?  `req` is {method, path,
+ * query (URLSearchParams), watch}.  A query key may repeat in a URL; any of
+ * its values matching is enough.
+ */
+function selects(cfg, req) {
+	if (cfg.methods && !cfg.methods.includes(req.method)) return false;
+	if (cfg.path_prefix && !req.path.startsWith(cfg.path_prefix)) return false;
+	if (cfg.path != null && req.path !== cfg.path) return false;
+	if (cfg.watch != null && cfg.watch !== req.watch) return false;
+	if (cfg.query) {
+		for (const [k, v] of Object.entries(cfg.query)) if (!req.query.getAll(k).includes(v)) return false;
+	}
+	return true;
 }
 
 export class Faults {
@@ -66,14 +107,13 @@ export class Faults {
 	}
 
 	/**
-	 * The fault to apply to this request, or null.  Consumes one unit of a
-	 * count-limited fault; when it runs out the mode reverts to none.
+	 * The fault to apply to this request ({method, path, query, watch}), or
+	 * null.  Consumes one unit of a count-limited fault; when it runs out the
+	 * mode reverts to none.
 	 */
-	take(method, path) {
+	take(req) {
 		const cfg = this.cfg;
-		if (cfg.mode === "none") return null;
-		if (cfg.methods && !cfg.methods.includes(method)) return null;
-		if (cfg.path_prefix && !path.startsWith(cfg.path_prefix)) return null;
+		if (cfg.mode === "none" || !selects(cfg, req)) return null;
 		if (this.remaining !== null && --this.remaining <= 0) {
 			this.cfg = { mode: "none" };
 			this.remaining = null;
@@ -81,10 +121,18 @@ export class Faults {
 		return cfg;
 	}
 
-	/** Hold a response open until the fault is changed or the server stops. */
-	hold(res) {
+	/**
+	 * Hold a response open until the fault is changed or the server stops,
+	 * or, with `closeAfterMs`, until then: the socket is destroyed with no
+	 * response, as when a network hang ends in a reset.
+	 */
+	hold(res, closeAfterMs = null) {
 		this.hung.add(res);
-		res.on("close", () => this.hung.delete(res));
+		const timer = closeAfterMs == null ? null : setTimeout(() => res.socket?.destroy(), closeAfterMs);
+		res.on("close", () => {
+			clearTimeout(timer);
+			this.hung.delete(res);
+		});
 	}
 
 	releaseHung() {

@@ -7,6 +7,7 @@ import { WatchHub } from "./watch.mjs";
 import { Lister } from "./lists.mjs";
 import { Cluster } from "./cluster.mjs";
 import { Faults } from "./faults.mjs";
+import { TtlController } from "./ttl.mjs";
 import { RequestLog } from "./requestlog.mjs";
 
 export const DEFAULT_NAMESPACES = ["default", "jobsched-test"];
@@ -15,9 +16,13 @@ export const DEFAULT_USER = "system:serviceaccount:jobsched-test:jobsched";
 export class ServerState {
 	constructor({ tokens, logFile = null }) {
 		this.hub = new WatchHub(() => this.store.currentRV);
-		this.store = new Store((res, type, obj, prev) => this.hub.publish(res, type, obj, prev));
+		this.store = new Store((res, type, obj, prev) => {
+			this.hub.publish(res, type, obj, prev);
+			this.ttl.observe(res, type, obj);
+		});
 		this.lister = new Lister(this.store);
 		this.cluster = new Cluster(this.store);
+		this.ttl = new TtlController(this.store, this.cluster);
 		this.faults = new Faults();
 		this.log = new RequestLog({ file: logFile });
 		this.auth = { tokens: new Set(tokens), forbidden: new Set(), user: DEFAULT_USER };
@@ -56,6 +61,7 @@ export class ServerState {
 	/** A fresh cluster for the next test. Tokens are kept; everything else goes back to defaults. */
 	reset() {
 		this.faults.clear();
+		this.ttl.reset();
 		this.hub.reset();
 		this.store.clear();
 		this.hub.compact(); // RVs from before the reset are too old now
@@ -69,6 +75,7 @@ export class ServerState {
 
 	stop() {
 		this.faults.releaseHung();
+		this.ttl.reset();
 		this.hub.stop();
 		this.log.close();
 	}

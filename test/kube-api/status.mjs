@@ -43,6 +43,26 @@ export const alreadyExists = (res, name) =>
 export const conflict = (res, name, why) =>
 	new ApiError(409, "Conflict", `Operation cannot be fulfilled on ${qualified(res)} "${name}": ${why}`, detailsFor(res, name));
 
+/**
+ * A DeleteOptions precondition that does not hold.  rest.BeforeDelete checks
+ * it before storage is touched and, unlike the storage layer, names the
+ * resource by its kind: "Job.batch", details.kind "Job".
+ */
+export function preconditionFailed(res, name, why) {
+	const gr = { ...res, resource: res.kind };
+	return new ApiError(409, "Conflict", `Operation cannot be fulfilled on ${qualified(gr)} "${name}": ${why}`, detailsFor(gr, name));
+}
+
+/** The body is over MaxRequestBodyBytes; NewRequestEntityTooLargeError sets no details. */
+export const requestEntityTooLarge = (limit) => new ApiError(413, "RequestEntityTooLarge", `Request entity too large: limit is ${limit}`);
+
+/**
+ * etcd refused the write as bigger than its --max-request-bytes.  The
+ * apiserver does not map this error (kubernetes#112152): it is answered as
+ * an unknown error, 500 with no reason and etcd's own words.
+ */
+export const etcdRequestTooLarge = () => new ApiError(500, undefined, "etcdserver: request is too large");
+
 export const badRequest = (message) => new ApiError(400, "BadRequest", message);
 
 export const unauthorized = () => new ApiError(401, "Unauthorized", "Unauthorized");
@@ -146,7 +166,8 @@ export class FieldError {
 	/** ErrorBody(): the message without the field path, as in causes[].message. */
 	body() {
 		let s = TYPE_TEXT[this.type];
-		if (this.type !== "Required" && this.type !== "Forbidden") s += `: ${goValue(this.value)}`;
+		// ErrorBody() leaves the value out of these.
+		if (!["Required", "Forbidden", "TooLong"].includes(this.type)) s += `: ${goValue(this.value)}`;
 		if (this.detail) s += `: ${this.detail}`;
 		return s;
 	}

@@ -215,11 +215,17 @@ function validateLabels(labels, field, errs) {
 	}
 }
 
+const TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024; // apimachinery's TotalAnnotationSizeLimitB
+
 function validateAnnotations(annotations, field, errs) {
 	if (!isPlainObject(annotations)) return;
-	for (const k of Object.keys(annotations)) {
+	let size = 0;
+	for (const [k, v] of Object.entries(annotations)) {
 		for (const msg of labelKeyErrors(k.toLowerCase())) errs.push(FieldError.invalid(field, k, msg));
+		size += Buffer.byteLength(k) + Buffer.byteLength(String(v));
 	}
+	// Keys and values together, in bytes; big payloads belong elsewhere.
+	if (size > TOTAL_ANNOTATION_SIZE_LIMIT) errs.push(new FieldError("TooLong", field, "", `must have at most ${TOTAL_ANNOTATION_SIZE_LIMIT} bytes`));
 }
 
 function validateHasLabel(labels, key, expected, errs) {

@@ -1,6 +1,7 @@
 // Watch streams: newline-delimited JSON events over a chunked 200 response,
-// replay from a retained history window, periodic BOOKMARKs, and the
-// "410 Expired inside a 200 stream" behaviour of kube-apiserver's watch cache.
+// replay from a retained history window, periodic BOOKMARKs, the
+// "410 Expired inside a 200 stream" behaviour of kube-apiserver's watch
+// cache, and a "watch storm" switch that ends every new stream at once.
 
 import { apiVersionOf, jsonWithKind, statusObject } from "./status.mjs";
 import { matchFields, matchLabels } from "./selectors.mjs";
@@ -93,6 +94,12 @@ class Event {
 		this.lines ??= {};
 		return (this.lines[type] ??= `{"type":"${type}","object":${this.json()}}\n`);
 	}
+
+	/** Drop the serialised forms once delivered: history would otherwise hold ~2x every object's JSON. */
+	release() {
+		this.cachedJson = null;
+		this.lines = null;
+	}
 }
 
 export class WatchHub {
@@ -104,6 +111,8 @@ export class WatchHub {
 		// Every event with rv > floorRV is still in `history`; older RVs are expired.
 		this.floorRV = 0;
 		this.watchers = new Set();
+		// Watch storm: each new stream ends right after its initial events.
+		this.endAtOnce = false;
 		this.defaultBookmarkMs = bookmarkMs;
 		this.setBookmarkInterval(bookmarkMs);
 	}
@@ -118,13 +127,17 @@ export class WatchHub {
 			this.floorRV = dropped[dropped.length - 1].rv;
 		}
 		for (const w of this.watchers) if (w.res === res) w.deliver(ev);
+		ev.release();
 	}
 
 	/**
 	 * Start a watch on `httpRes`.  `resourceVersion` unset or "0" first sends
 	 * the current objects (from `initial()`) as ADDED; otherwise events after
 	 * it are replayed from history, or, if it is older than the window, a
-	 * single ERROR event with a 410 Status ends the stream.
+	 * single ERROR event with a 410 Status ends the stream.  In a watch
+	 * storm (`endAtOnce`) the stream ends after the ADDED events, and one
+	 * from an RV ends with no event: the client learns nothing new by
+	 * re-watching, which is what makes a storm hurt.
 	 */
 	start(httpRes, opts, initial) {
 		httpRes.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-cache, private" });
@@ -141,9 +154,18 @@ export class WatchHub {
 				w.close();
 				return w;
 			}
-			for (let i = this.firstAfter(from); i < this.history.length; i++) {
-				if (this.history[i].res === opts.res) w.deliver(this.history[i]);
+			if (!this.endAtOnce) {
+				for (let i = this.firstAfter(from); i < this.history.length; i++) {
+					const ev = this.history[i];
+					if (ev.res !== opts.res) continue;
+					w.deliver(ev);
+					ev.release();
+				}
 			}
+		}
+		if (this.endAtOnce) {
+			w.close();
+			return w;
 		}
 		this.watchers.add(w);
 		return w;
@@ -185,6 +207,7 @@ export class WatchHub {
 	reset() {
 		this.closeAll();
 		this.compact();
+		this.endAtOnce = false;
 		this.setBookmarkInterval(this.defaultBookmarkMs);
 	}
 
