@@ -3,6 +3,7 @@ EXTENSION = jobsched
 MODULE_big = jobsched
 OBJS = \
 	src/jobsched.o \
+	src/util.o \
 	src/guc.o \
 	src/shmem.o \
 	src/wake.o \
@@ -17,7 +18,7 @@ OBJS = \
 	src/cancel.o \
 	src/cleanup.o \
 	src/worker.o
-DATA = sql/jobsched--1.0.sql
+DATA = sql/jobsched--1.0.sql sql/jobsched--1.0--1.1.sql sql/jobsched--1.1.sql
 PGFILEDESC = "jobsched - Kubernetes Jobs from a PostgreSQL queue table"
 
 PKG_CONFIG ?= pkg-config
@@ -28,7 +29,7 @@ SHLIB_LINK = $(shell $(PKG_CONFIG) --libs libcurl libcjson)
 
 
 # pg_regress runs against a private server that preloads the library
-REGRESS = setup schema submit privileges render status
+REGRESS = upgrade setup schema submit privileges security render status
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=./tmp_check \
 	--dbname=contrib_regression
 

@@ -4,14 +4,17 @@
  *	  Deleting old Jobs and the pods they leave behind.
  *
  *	  Every jobsched.cleanup_interval, for each namespace this database
- *	  uses: list the Jobs (paginated; by default only this database's, by
- *	  its instance label; jobsched.cleanup_selector widens that), delete
+ *	  uses: list the Jobs (paginated; by default only this installation's,
+ *	  by its instance label; jobsched.cleanup_selector widens that), delete
  *	  those created longer than jobsched.cleanup_age ago with
  *	  propagationPolicy=Background, so their pods go too; then list the
  *	  pods of Jobs and delete those whose Job was just deleted or no longer
  *	  exists and that are themselves that old.  Jobs cannot be filtered by
  *	  age on the server, so age is checked here, from creationTimestamp.
  *
+ *	  By default only objects whose proof holds (naming.c) are deleted, not
+ *	  whatever carries our labels; every delete names the uid it means
+ *	  (preconditions), so an object that took a name since is never hit.
  *	  A Job still active at that age is deleted too, unless
  *	  jobsched.cleanup_spare_active says otherwise, and its row says so.
  *	  Rows are never deleted here (see jobsched.purge()).
@@ -20,23 +23,19 @@
  */
 #include "postgres.h"
 
-#include <limits.h>
-
-#include "common/hashfn.h"
-#include "fmgr.h"
 #include "nodes/pg_list.h"
-#include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "cleanup.h"
 #include "jobsched.h"
 #include "kobject.h"
 #include "kube.h"
 #include "queue.h"
-#include "sync.h"
 
-#define CLEANUP_PAGE_SIZE 500
+#define CLEANUP_PAGE_SIZE	500
+#define CLEANUP_BIG_RESPONSE (64 * 1024 * 1024)
 
 typedef enum CleanupPhase
 {
@@ -47,9 +46,16 @@ typedef enum CleanupPhase
 
 typedef struct CleanupName
 {
-	char		name[64];		/* hash key */
+	char		name[JOBSCHED_NAME_MAX + 1];	/* hash key */
 	bool		deleted;		/* deleted by this cleanup */
 } CleanupName;
+
+typedef struct CleanupDelete
+{
+	JobschedJobStatus job;		/* our row's Job (id 0: none) */
+	bool		active;
+	bool		is_pod;
+} CleanupDelete;
 
 static MemoryContext cleanup_cxt = NULL;	/* one cleanup run */
 static CleanupPhase cleanup_phase = CLEANUP_IDLE;
@@ -59,6 +65,8 @@ static List *cleanup_namespaces = NIL;
 static ListCell *cleanup_current = NULL;
 static HTAB *cleanup_jobs = NULL;	/* Jobs seen in the current namespace */
 static KubeRequest *cleanup_list_req = NULL;
+static char *cleanup_continue = NULL;
+static int	cleanup_page_limit = CLEANUP_PAGE_SIZE;
 static int	cleanup_deletes_in_flight = 0;
 static bool cleanup_list_done = false;
 static uint64 cleanup_jobs_deleted = 0;
@@ -83,22 +91,28 @@ jobsched_cleanup_reset(void)
 	cleanup_current = NULL;
 	cleanup_jobs = NULL;
 	cleanup_list_req = NULL;
+	cleanup_continue = NULL;
 	cleanup_deletes_in_flight = 0;
 	/* the next run comes at the interval: the error may repeat */
 	cleanup_last_start = GetCurrentTimestamp();
+}
+
+/* Only this installation's objects, unless cleanup_selector widens it. */
+static bool
+cleanup_only_ours(void)
+{
+	return jobsched_cleanup_selector == NULL || jobsched_cleanup_selector[0] == '\0';
 }
 
 /* The label selector for Jobs, URL-encoded; palloc'd. */
 static char *
 cleanup_job_selector(void)
 {
-	const char *raw = jobsched_cleanup_selector;
-
-	if (raw == NULL || raw[0] == '\0')
-		return psprintf("jobsched.io%%2Finstance%%3D%s", jobsched_instance_id());
-	if (strcmp(raw, "*") == 0)
+	if (cleanup_only_ours())
+		return jobsched_kube_instance_selector();
+	if (strcmp(jobsched_cleanup_selector, "*") == 0)
 		return pstrdup("");
-	return jobsched_kube_escape(raw);
+	return jobsched_kube_escape(jobsched_cleanup_selector);
 }
 
 static const char *
@@ -107,33 +121,45 @@ cleanup_namespace(void)
 	return (const char *) lfirst(cleanup_current);
 }
 
+/* Start on the Jobs of the current namespace. */
 static void
-cleanup_start_list(const char *continue_token)
+cleanup_begin_namespace(void)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(((CleanupName *) 0)->name);
+	ctl.entrysize = sizeof(CleanupName);
+	ctl.hcxt = cleanup_cxt;
+	cleanup_jobs = hash_create("jobsched cleanup jobs", 256, &ctl,
+							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	cleanup_phase = CLEANUP_JOBS;
+	cleanup_continue = NULL;
+}
+
+/* Ask for the next page of Jobs or pods (cleanup_continue). */
+static void
+cleanup_start_list(void)
 {
 	MemoryContext old = MemoryContextSwitchTo(cleanup_cxt);
-	char	   *selector;
+	char	   *selector = cleanup_job_selector();
 	char	   *path;
 
 	if (cleanup_phase == CLEANUP_JOBS)
-	{
-		selector = cleanup_job_selector();
 		path = psprintf("/apis/batch/v1/namespaces/%s/jobs?limit=%d&labelSelector=%s",
-						cleanup_namespace(), CLEANUP_PAGE_SIZE, selector);
-	}
+						cleanup_namespace(), cleanup_page_limit, selector);
 	else
-	{
 		/* the pods of Jobs: they carry the job-name label */
-		selector = cleanup_job_selector();
 		path = psprintf("/api/v1/namespaces/%s/pods?limit=%d&labelSelector=%s%sbatch.kubernetes.io%%2Fjob-name",
-						cleanup_namespace(), CLEANUP_PAGE_SIZE, selector,
+						cleanup_namespace(), cleanup_page_limit, selector,
 						selector[0] ? "%2C" : "");
-	}
-	if (continue_token)
-		path = psprintf("%s&continue=%s", path, jobsched_kube_escape(continue_token));
+	if (cleanup_continue)
+		path = psprintf("%s&continue=%s", path, jobsched_kube_escape(cleanup_continue));
 	cleanup_list_req = jobsched_kube_request_new(KUBE_GET, path, NULL,
 												 cleanup_phase == CLEANUP_JOBS ?
 												 cleanup_list_jobs_done : cleanup_list_pods_done,
 												 NULL, 0);
+	if (cleanup_page_limit == 1)
+		cleanup_list_req->max_response = CLEANUP_BIG_RESPONSE;
 	MemoryContextSwitchTo(old);
 	cleanup_list_done = false;
 	jobsched_kube_request_start(cleanup_list_req);
@@ -149,66 +175,40 @@ cleanup_advance(void)
 	if (cleanup_phase == CLEANUP_JOBS)
 	{
 		cleanup_phase = CLEANUP_PODS;
-		cleanup_start_list(NULL);
+		cleanup_continue = NULL;
+		cleanup_start_list();
 		return;
 	}
 
 	cleanup_current = lnext(cleanup_namespaces, cleanup_current);
 	if (cleanup_current != NULL)
 	{
-		HASHCTL		ctl;
-
-		ctl.keysize = 64;
-		ctl.entrysize = sizeof(CleanupName);
-		ctl.hcxt = cleanup_cxt;
-		cleanup_jobs = hash_create("jobsched cleanup jobs", 256, &ctl,
-								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-		cleanup_phase = CLEANUP_JOBS;
-		cleanup_start_list(NULL);
+		cleanup_begin_namespace();
+		cleanup_start_list();
 		return;
 	}
 
 	/* done with every namespace */
-	SpinLockAcquire(&jobsched_shared->mutex);
-	jobsched_shared->last_cleanup_at = GetCurrentTimestamp();
-	jobsched_shared->last_cleanup_jobs_deleted = cleanup_jobs_deleted;
-	jobsched_shared->last_cleanup_pods_deleted = cleanup_pods_deleted;
-	SpinLockRelease(&jobsched_shared->mutex);
+	jobsched_shmem_set_cleanup(cleanup_jobs_deleted, cleanup_pods_deleted);
 	if (cleanup_jobs_deleted > 0 || cleanup_pods_deleted > 0)
 		ereport(LOG,
-				(errmsg("jobsched: cleanup deleted " UINT64_FORMAT " Jobs and " UINT64_FORMAT " pods",
+				(errmsg("cleanup deleted " UINT64_FORMAT " Jobs and " UINT64_FORMAT " pods",
 						cleanup_jobs_deleted, cleanup_pods_deleted)));
 	MemoryContextReset(cleanup_cxt);
 	cleanup_namespaces = NIL;
 	cleanup_current = NULL;
 	cleanup_jobs = NULL;
+	cleanup_continue = NULL;
 	cleanup_phase = CLEANUP_IDLE;
 }
 
-/* A list failed: give up this run; the next one comes at the interval. */
-static void
-cleanup_abort(KubeRequest *req)
-{
-	char	   *why = jobsched_kube_describe_failure(req);
-
-	jobsched_shmem_set_error(psprintf("cleanup: %s", why));
-	ereport(LOG,
-			(errmsg("jobsched: cleanup of namespace \"%s\" stopped", cleanup_namespace()),
-			 errdetail_internal("%s", why)));
-}
-
-/* Created before the cutoff?  Unparsable timestamps count as young. */
+/* Created before the cutoff?  Unreadable times count as young. */
 static bool
 cleanup_is_old(cJSON *obj)
 {
-	char	   *created = jobsched_kobject_string(obj, "metadata", "creationTimestamp", NULL);
-	Datum		ts;
+	TimestampTz created = jobsched_kobject_time(obj, "metadata", "creationTimestamp", NULL);
 
-	if (created == NULL)
-		return false;
-	ts = DirectFunctionCall3(timestamptz_in, CStringGetDatum(created),
-							 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-	return DatumGetTimestampTz(ts) < cleanup_cutoff;
+	return created != 0 && created < cleanup_cutoff;
 }
 
 /*
@@ -230,13 +230,6 @@ cleanup_was_active(const KubeRequest *req, bool listed_active)
 	return active;
 }
 
-typedef struct CleanupDelete
-{
-	int64		job_id;			/* our row, or 0 */
-	bool		active;
-	bool		is_pod;
-} CleanupDelete;
-
 static void
 cleanup_delete_done(KubeRequest *req)
 {
@@ -251,43 +244,57 @@ cleanup_delete_done(KubeRequest *req)
 		else
 		{
 			cleanup_jobs_deleted++;
-			if (d->job_id != 0)
+			if (d->job.id != 0)
 			{
 				char	   *msg = psprintf("deleted by cleanup while still active, more than %d s after it was created (jobsched.cleanup_age)",
 										   jobsched_cleanup_age);
 
-				if (jobsched_queue_begin("jobsched: recording cleanup"))
-					jobsched_queue_record_cleanup(d->job_id, cleanup_was_active(req, d->active),
+				if (jobsched_queue_begin("jobsched: recording cleanup") == QUEUE_READY)
+					jobsched_queue_record_cleanup(&d->job, cleanup_was_active(req, d->active),
 												  msg);
 				jobsched_queue_end();
 			}
 		}
 	}
-	else
+	else if (!(req->curl_result == 0 && status == 409))
+		/* 409: the precondition failed; the object we meant is gone already */
 		jobsched_shmem_set_error(psprintf("cleanup: %s", jobsched_kube_describe_failure(req)));
 	jobsched_kube_request_free(req);
 	cleanup_advance();
 }
 
+/* Delete an object (the one with this uid only). */
 static void
-cleanup_delete(const char *path, int64 job_id, bool active, bool is_pod)
+cleanup_delete(const char *path, const char *uid, const CleanupDelete *what)
 {
 	MemoryContext old = MemoryContextSwitchTo(cleanup_cxt);
-	CleanupDelete *d = palloc0(sizeof(CleanupDelete));
+	char	   *body = jobsched_kube_delete_options(uid);
+	CleanupDelete *d;
 	KubeRequest *req;
 
-	d->job_id = job_id;
-	d->active = active;
-	d->is_pod = is_pod;
-	req = jobsched_kube_request_new(KUBE_DELETE, path, NULL, cleanup_delete_done, d, 0);
+	if (body == NULL)
+	{
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	d = palloc(sizeof(CleanupDelete));
+	*d = *what;
+	if (d->job.id != 0)
+	{
+		d->job.uid = pstrdup(d->job.uid);
+		d->job.name = NULL;
+		d->job.namespace = NULL;
+	}
+	req = jobsched_kube_request_new(KUBE_DELETE, path, body, cleanup_delete_done, d, 0);
 	MemoryContextSwitchTo(old);
 	cleanup_deletes_in_flight++;
 	jobsched_kube_request_start(req);
 }
 
 /*
- * A page of a list arrived: its parsed body, or NULL after giving up on
- * this namespace (the request is then freed, and the run moves on).
+ * A page of a list arrived: its parsed body, or NULL.  A page too large to
+ * read is asked for again, smaller; a list that fails gives up this
+ * namespace (the next run comes at the interval).
  */
 static cJSON *
 cleanup_page(KubeRequest *req)
@@ -297,7 +304,17 @@ cleanup_page(KubeRequest *req)
 	cleanup_list_req = NULL;
 	if (root != NULL)
 		return root;
-	cleanup_abort(req);
+	if (req->overflow && cleanup_page_limit > 1)
+	{
+		cleanup_page_limit = Max(cleanup_page_limit / 2, 1);
+		jobsched_kube_request_free(req);
+		cleanup_start_list();
+		return NULL;
+	}
+	jobsched_shmem_set_error(psprintf("cleanup: %s", jobsched_kube_describe_failure(req)));
+	ereport(LOG,
+			(errmsg("cleanup of namespace \"%s\" stopped", cleanup_namespace()),
+			 errdetail_internal("%s", jobsched_kube_describe_failure(req))));
 	jobsched_kube_request_free(req);
 	cleanup_phase = CLEANUP_PODS;	/* skip to this namespace's end */
 	cleanup_list_done = true;
@@ -311,13 +328,41 @@ cleanup_page_done(KubeRequest *req, cJSON *root)
 {
 	char	   *next = jobsched_kobject_string(root, "metadata", "continue", NULL);
 
-	if (next && next[0] != '\0')
-		cleanup_start_list(pstrdup(next));
-	else
-		cleanup_list_done = true;
+	cleanup_continue = (next && next[0] != '\0') ?
+		MemoryContextStrdup(cleanup_cxt, next) : NULL;
 	cJSON_Delete(root);
 	jobsched_kube_request_free(req);
+	if (cleanup_continue)
+	{
+		cleanup_page_limit = Min(cleanup_page_limit * 2, CLEANUP_PAGE_SIZE);
+		cleanup_start_list();
+	}
+	else
+		cleanup_list_done = true;
 	cleanup_advance();
+}
+
+/*
+ * May cleanup delete this object, and which row's is it?  By default only
+ * a provably ours; with a wider selector, whatever it selected.  job_name
+ * is the Job's name (for a pod, its job-name label).
+ */
+static bool
+cleanup_may_delete(cJSON *obj, const char *job_name, JobschedJobStatus *ours)
+{
+	bool		legacy;
+
+	memset(ours, 0, sizeof(*ours));
+	ours->id = jobsched_kobject_job_id(obj);
+	if (ours->id != 0 &&
+		jobsched_kobject_proven(obj, job_name, ours->id, &ours->run, &ours->created_at, &legacy))
+	{
+		ours->proven = !legacy;
+		ours->uid = jobsched_kobject_string(obj, "metadata", "uid", NULL);
+		return true;
+	}
+	ours->id = 0;
+	return !cleanup_only_ours();
 }
 
 static void
@@ -332,23 +377,25 @@ cleanup_list_jobs_done(KubeRequest *req)
 	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(root, "items"))
 	{
 		char	   *name = jobsched_kobject_string(item, "metadata", "name", NULL);
+		char	   *uid = jobsched_kobject_string(item, "metadata", "uid", NULL);
 		CleanupName *entry;
+		CleanupDelete what;
 		bool		found;
-		bool		active;
 
-		if (name == NULL || strlen(name) >= 64)
+		if (name == NULL || uid == NULL || strlen(name) > JOBSCHED_NAME_MAX)
 			continue;
 		entry = hash_search(cleanup_jobs, name, HASH_ENTER, &found);
 		entry->deleted = false;
-		if (!cleanup_is_old(item))
+		if (!cleanup_is_old(item) || !cleanup_may_delete(item, name, &what.job))
 			continue;
-		active = (jobsched_kobject_finished(item, NULL) == NULL);
-		if (active && jobsched_cleanup_spare_active)
+		what.active = (jobsched_kobject_finished(item, NULL) == NULL);
+		what.is_pod = false;
+		if (what.active && jobsched_cleanup_spare_active)
 			continue;
 		entry->deleted = true;
-		cleanup_delete(psprintf("/apis/batch/v1/namespaces/%s/jobs/%s?propagationPolicy=Background",
+		cleanup_delete(psprintf("/apis/batch/v1/namespaces/%s/jobs/%s",
 								cleanup_namespace(), name),
-					   jobsched_kobject_job_id(item), active, false);
+					   uid, &what);
 	}
 	cleanup_page_done(req, root);
 }
@@ -365,18 +412,24 @@ cleanup_list_pods_done(KubeRequest *req)
 	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(root, "items"))
 	{
 		char	   *name = jobsched_kobject_string(item, "metadata", "name", NULL);
+		char	   *uid = jobsched_kobject_string(item, "metadata", "uid", NULL);
 		char	   *job = jobsched_kobject_string(item, "metadata", "labels",
 												  "batch.kubernetes.io/job-name");
 		CleanupName *entry;
+		CleanupDelete what;
 
-		if (name == NULL || job == NULL || strlen(job) >= 64)
+		if (name == NULL || uid == NULL || job == NULL || strlen(job) > JOBSCHED_NAME_MAX)
 			continue;
 		entry = hash_search(cleanup_jobs, job, HASH_FIND, NULL);
 		/* a pod of a Job just deleted, or an old pod whose Job is gone */
-		if ((entry && entry->deleted) || (entry == NULL && cleanup_is_old(item)))
-			cleanup_delete(psprintf("/api/v1/namespaces/%s/pods/%s",
-									cleanup_namespace(), name),
-						   0, false, true);
+		if (!((entry && entry->deleted) || (entry == NULL && cleanup_is_old(item))) ||
+			!cleanup_may_delete(item, job, &what.job))
+			continue;
+		what.job.id = 0;		/* a pod records nothing on the row */
+		what.active = false;
+		what.is_pod = true;
+		cleanup_delete(psprintf("/api/v1/namespaces/%s/pods/%s", cleanup_namespace(), name),
+					   uid, &what);
 	}
 	cleanup_page_done(req, root);
 }
@@ -387,8 +440,6 @@ jobsched_cleanup_run(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next_run;
-	bool		ready;
-	HASHCTL		ctl;
 
 	if (!jobsched_enabled)
 		return -1;
@@ -397,27 +448,24 @@ jobsched_cleanup_run(void)
 	if (cleanup_phase == CLEANUP_IDLE && now >= next_run)
 	{
 		char	   *default_ns = jobsched_guc_namespace();
+		QueueState	state;
 
 		cleanup_last_start = now;
 		next_run = now + (TimestampTz) jobsched_cleanup_interval * USECS_PER_SEC;
 		cleanup_cutoff = now - (TimestampTz) jobsched_cleanup_age * USECS_PER_SEC;
 		cleanup_jobs_deleted = cleanup_pods_deleted = 0;
+		cleanup_page_limit = CLEANUP_PAGE_SIZE;
 
-		ready = jobsched_queue_begin("jobsched: listing namespaces for cleanup");
-		if (ready)
+		state = jobsched_queue_begin("jobsched: listing namespaces for cleanup");
+		if (state == QUEUE_READY)
 			cleanup_namespaces = jobsched_queue_namespaces(default_ns, cleanup_cxt);
 		jobsched_queue_end();
-		if (!ready || cleanup_namespaces == NIL)
-			return jobsched_cleanup_interval * 1000L;
+		if (state != QUEUE_READY || cleanup_namespaces == NIL)
+			return jobsched_ms_until(now, next_run);
 
-		ctl.keysize = 64;
-		ctl.entrysize = sizeof(CleanupName);
-		ctl.hcxt = cleanup_cxt;
-		cleanup_jobs = hash_create("jobsched cleanup jobs", 256, &ctl,
-								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 		cleanup_current = list_head(cleanup_namespaces);
-		cleanup_phase = CLEANUP_JOBS;
-		cleanup_start_list(NULL);
+		cleanup_begin_namespace();
+		cleanup_start_list();
 	}
 	if (cleanup_phase != CLEANUP_IDLE)
 		return -1;				/* the answers wake us */

@@ -15,5 +15,7 @@ extern void jobsched_dispatch_init(void);
 extern void jobsched_dispatch_wake(void);
 extern long jobsched_dispatch_run(void);
 extern void jobsched_dispatch_reset(void);
+extern void jobsched_dispatch_reload(void);
+extern bool jobsched_dispatch_take_cancel_due(void);
 
 #endif							/* JOBSCHED_DISPATCH_H */

@@ -8,11 +8,14 @@
  */
 #include "postgres.h"
 
-#include <stdio.h>
+#include <ctype.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 
+#include "storage/fd.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 
 #include "jobsched.h"
 
@@ -35,6 +38,7 @@ bool		jobsched_cleanup_spare_active = false;
 int			jobsched_poll_interval = 10000;
 int			jobsched_sync_interval = 10000;
 int			jobsched_batch_size = 500;
+int			jobsched_batch_max_bytes = 16384;	/* kB */
 int			jobsched_claim_delay = 100;
 int			jobsched_max_in_flight = 16;
 int			jobsched_request_timeout = 30000;
@@ -86,19 +90,221 @@ guc_check_namespace(char **newval, void **extra, GucSource source)
 	return true;
 }
 
-/* The API URL, when set, must be an https:// or http:// URL. */
+/* Is host (from a URL, brackets removed) this machine's loopback? */
+static bool
+guc_loopback_host(const char *host, size_t len)
+{
+	if (len == 9 && pg_strncasecmp(host, "localhost", 9) == 0)
+		return true;
+	if (len == 3 && strncmp(host, "::1", 3) == 0)
+		return true;
+	return len >= 4 && strncmp(host, "127.", 4) == 0 &&
+		strspn(host, "0123456789.") == len;
+}
+
+/*
+ * The API URL, when set, must be https://, or http:// to a proxy on this
+ * machine (kubectl proxy), and must not carry credentials: those belong in
+ * the token and certificate files, which are read from disk, never shown.
+ * The messages never repeat the value, which may hold a password.
+ */
 static bool
 guc_check_api_url(char **newval, void **extra, GucSource source)
 {
-	if (*newval == NULL || (*newval)[0] == '\0')
+	const char *url = *newval;
+	const char *authority;
+	const char *host;
+	size_t		authority_len;
+	size_t		host_len;
+	bool		plain;
+
+	if (url == NULL || url[0] == '\0')
 		return true;
-	if (strncmp(*newval, "https://", 8) != 0 &&
-		strncmp(*newval, "http://", 7) != 0)
+	plain = (pg_strncasecmp(url, "http://", 7) == 0);
+	if (!plain && pg_strncasecmp(url, "https://", 8) != 0)
 	{
-		GUC_check_errdetail("The Kubernetes API URL must start with https:// (or http:// for a local proxy).");
+		GUC_check_errmsg("jobsched.kube_api_url must be an https:// URL");
+		GUC_check_errhint("Use http:// only for a proxy on this machine, such as kubectl proxy on 127.0.0.1.");
+		return false;
+	}
+	authority = url + (plain ? 7 : 8);
+	authority_len = strcspn(authority, "/?#");
+	if (memchr(authority, '@', authority_len) != NULL)
+	{
+		GUC_check_errmsg("jobsched.kube_api_url must not contain credentials");
+		GUC_check_errhint("Put a bearer token in jobsched.kube_token_file, or a client certificate in jobsched.kube_client_cert_file and jobsched.kube_client_key_file.");
+		return false;
+	}
+	if (authority_len == 0)
+	{
+		GUC_check_errmsg("jobsched.kube_api_url has no host");
+		return false;
+	}
+	host = authority;
+	if (host[0] == '[')
+	{
+		const char *end = memchr(host, ']', authority_len);
+
+		if (end == NULL)
+		{
+			GUC_check_errmsg("jobsched.kube_api_url has an IPv6 address without its closing bracket");
+			return false;
+		}
+		host++;
+		host_len = end - host;
+	}
+	else
+		host_len = strcspn(host, ":/?#");
+	if (plain && !guc_loopback_host(host, host_len))
+	{
+		GUC_check_errmsg("jobsched.kube_api_url may use http:// only for a host on this machine");
+		GUC_check_errdetail("The token would cross the network unencrypted.");
+		GUC_check_errhint("Use https://, or run kubectl proxy on 127.0.0.1.");
 		return false;
 	}
 	return true;
+}
+
+/* a label key's name part, or a label value: [A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?, <= 63 */
+static bool
+guc_label_name_ok(const char *s, size_t len, bool empty_ok)
+{
+	size_t		i;
+
+	if (len == 0)
+		return empty_ok;
+	if (len > 63 || !isalnum((unsigned char) s[0]) || !isalnum((unsigned char) s[len - 1]))
+		return false;
+	for (i = 0; i < len; i++)
+		if (!isalnum((unsigned char) s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
+			return false;
+	return true;
+}
+
+/* a label key: [DNS-1123 subdomain '/'] name */
+static bool
+guc_label_key_ok(const char *s, size_t len)
+{
+	const char *slash = memchr(s, '/', len);
+	size_t		i;
+
+	if (slash == NULL)
+		return guc_label_name_ok(s, len, false);
+	if (slash == s || slash - s > 253)
+		return false;
+	for (i = 0; i < (size_t) (slash - s); i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+			  s[i] == '-' || s[i] == '.'))
+			return false;
+	if (!isalnum((unsigned char) s[0]) || !isalnum((unsigned char) slash[-1]))
+		return false;
+	return guc_label_name_ok(slash + 1, len - (slash - s) - 1, false);
+}
+
+static const char *
+guc_skip_space(const char *p)
+{
+	while (*p == ' ' || *p == '\t')
+		p++;
+	return p;
+}
+
+/* the end of a key or value token: up to space, ',', '=', '!', '(', ')', '<', '>' */
+static const char *
+guc_token_end(const char *p)
+{
+	while (*p && !strchr(" \t,=!()<>", *p))
+		p++;
+	return p;
+}
+
+/*
+ * One requirement of a Kubernetes label selector (labels.Parse): "key",
+ * "!key", "key=v", "key==v", "key!=v", "key in (v,...)", "key notin
+ * (v,...)", "key>n", "key<n".  Returns the position after it, or NULL.
+ */
+static const char *
+guc_label_requirement(const char *p)
+{
+	const char *key;
+	const char *end;
+	bool		negated = false;
+
+	p = guc_skip_space(p);
+	if (*p == '!')
+	{
+		negated = true;
+		p = guc_skip_space(p + 1);
+	}
+	key = p;
+	end = guc_token_end(p);
+	if (!guc_label_key_ok(key, end - key))
+		return NULL;
+	p = guc_skip_space(end);
+	if (negated || *p == '\0' || *p == ',')
+		return p;
+
+	if (p[0] == '=' || (p[0] == '!' && p[1] == '='))
+	{
+		p += (p[0] == '!' || p[1] == '=') ? 2 : 1;
+		p = guc_skip_space(p);
+		end = guc_token_end(p);
+		return guc_label_name_ok(p, end - p, true) ? guc_skip_space(end) : NULL;
+	}
+	if (*p == '<' || *p == '>')
+	{
+		p = guc_skip_space(p + 1);
+		end = guc_token_end(p);
+		if (end == p || strspn(p, "0123456789") != (size_t) (end - p))
+			return NULL;
+		return guc_skip_space(end);
+	}
+	if (strncmp(p, "in", 2) == 0 || strncmp(p, "notin", 5) == 0)
+	{
+		p += (p[0] == 'i') ? 2 : 5;
+		p = guc_skip_space(p);
+		if (*p != '(')
+			return NULL;
+		do
+		{
+			p = guc_skip_space(p + 1);
+			end = guc_token_end(p);
+			if (!guc_label_name_ok(p, end - p, true))
+				return NULL;
+			p = guc_skip_space(end);
+		} while (*p == ',');
+		if (*p != ')')
+			return NULL;
+		return guc_skip_space(p + 1);
+	}
+	return NULL;
+}
+
+/*
+ * The cleanup selector: empty (this installation's Jobs), "*" (every Job
+ * in the namespace), or a label selector in Kubernetes' grammar.  Anything
+ * else, a blank one included, would select more than meant: refused.
+ */
+static bool
+guc_check_cleanup_selector(char **newval, void **extra, GucSource source)
+{
+	const char *p = *newval;
+
+	if (p == NULL || p[0] == '\0' || strcmp(p, "*") == 0)
+		return true;
+	for (;;)
+	{
+		p = guc_label_requirement(p);
+		if (p == NULL || (*p != '\0' && *p != ','))
+		{
+			GUC_check_errdetail("A label selector is a comma-separated list of requirements such as app=batch, tier!=web, env in (a,b), !legacy.");
+			GUC_check_errhint("Leave it empty for the Jobs this database created, or set \"*\" for every Job in the namespace.");
+			return false;
+		}
+		if (*p == '\0')
+			return true;
+		p++;					/* the comma */
+	}
 }
 
 void
@@ -224,7 +430,7 @@ jobsched_guc_define(void)
 							   "",
 							   PGC_SIGHUP,
 							   0,
-							   NULL, NULL, NULL);
+							   guc_check_cleanup_selector, NULL, NULL);
 
 	DefineCustomBoolVariable("jobsched.cleanup_spare_active",
 							 "Whether cleanup spares Jobs still active at jobsched.cleanup_age.",
@@ -270,6 +476,15 @@ jobsched_guc_define(void)
 							500, 1, 100000,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("jobsched.batch_max_bytes",
+							"Most bytes of params claimed in one transaction.",
+							"The first job of a claim always goes; the worker holds its claimed jobs in memory until their outcomes are recorded.",
+							&jobsched_batch_max_bytes,
+							16384, 64, MAX_KILOBYTES,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("jobsched.max_in_flight",
@@ -351,29 +566,54 @@ jobsched_guc_api_url(void)
 
 /*
  * The default namespace in force: the setting, else the service account's
- * namespace file, else "default".  palloc'd.
+ * namespace file, else "default".  The file is read at most once a minute.
+ * palloc'd.
  */
 char *
 jobsched_guc_namespace(void)
 {
-	FILE	   *f;
-	char		buf[256];
-	size_t		len;
+	static char from_file[64];
+	static TimestampTz read_at = 0;
+	TimestampTz now;
 
 	if (jobsched_namespace && jobsched_namespace[0] != '\0')
 		return pstrdup(jobsched_namespace);
 
-	f = fopen(SERVICE_ACCOUNT_DIR "/namespace", "r");
-	if (f != NULL)
+	now = GetCurrentTimestamp();
+	if (read_at == 0 || now - read_at >= 60 * USECS_PER_SEC)
 	{
-		len = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
+		FILE	   *f = AllocateFile(SERVICE_ACCOUNT_DIR "/namespace", "r");
+		char		buf[256];
+		size_t		len = 0;
+
+		read_at = now;
+		from_file[0] = '\0';
+		if (f != NULL)
+		{
+			len = fread(buf, 1, sizeof(buf) - 1, f);
+			FreeFile(f);
+		}
 		while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' ' ||
 						   buf[len - 1] == '\r' || buf[len - 1] == '\t'))
 			len--;
 		buf[len] = '\0';
-		if (len > 0)
-			return pstrdup(buf);
+		if (len > 0 && len < sizeof(from_file) && jobsched_is_dns_label(buf))
+			strlcpy(from_file, buf, sizeof(from_file));
 	}
-	return pstrdup("default");
+	return pstrdup(from_file[0] ? from_file : "default");
+}
+
+/*
+ * Settings that are legal but may hurt: said in the log when the worker
+ * loads them.
+ */
+void
+jobsched_guc_warn_risky(void)
+{
+	if (jobsched_cleanup_age < 3600 && !jobsched_cleanup_spare_active)
+		ereport(WARNING,
+				(errmsg("jobsched.cleanup_age is %d s: cleanup deletes Jobs still running at that age",
+						jobsched_cleanup_age),
+				 errdetail("Cleanup deletes every Job of this database created longer ago than jobsched.cleanup_age, with its pods, and fails the rows of those still running."),
+				 errhint("Raise jobsched.cleanup_age above the longest run of a Job, or set jobsched.cleanup_spare_active = on.")));
 }

@@ -13,6 +13,9 @@
 #include "port/atomics.h"
 #include "storage/spin.h"
 
+/* the version of the SQL objects this library works with */
+#define JOBSCHED_VERSION "1.1"
+
 /* settings (guc.c); each C variable mirrors its jobsched.* name */
 typedef enum JobschedWakeMode
 {
@@ -37,6 +40,7 @@ extern int	jobsched_cleanup_interval;
 extern int	jobsched_poll_interval;
 extern int	jobsched_sync_interval;
 extern int	jobsched_batch_size;
+extern int	jobsched_batch_max_bytes;
 extern int	jobsched_claim_delay;
 extern int	jobsched_max_in_flight;
 extern int	jobsched_request_timeout;
@@ -48,6 +52,7 @@ extern void jobsched_guc_define(void);
 extern char *jobsched_guc_api_url(void);
 extern char *jobsched_guc_namespace(void);
 extern const char *jobsched_wake_mode_name(int mode);
+extern void jobsched_guc_warn_risky(void);
 
 /* shared state (shmem.c) */
 #define JOBSCHED_ERROR_LEN 512
@@ -89,7 +94,13 @@ extern void jobsched_shmem_request(void);
 extern void jobsched_shmem_startup(void);
 extern void jobsched_shmem_set_error(const char *message);
 extern void jobsched_shmem_set_worker(pid_t pid, int procno);
+extern void jobsched_shmem_set_listening(bool listening);
 extern void jobsched_shmem_publish_config(void);
+extern void jobsched_shmem_count_wakeup(void);
+extern void jobsched_shmem_count_requests(int requests, int errors, int submitted,
+										  bool api_ok);
+extern void jobsched_shmem_set_dispatch(int in_flight, TimestampTz paused_until);
+extern void jobsched_shmem_set_cleanup(uint64 jobs_deleted, uint64 pods_deleted);
 
 /* wake-up (wake.c) */
 #define JOBSCHED_DOORBELL_ARMED	0	/* the next commit sets the worker's latch */
@@ -101,16 +112,50 @@ extern void jobsched_wake_mark_worker_process(void);
 extern void jobsched_wake_doorbell_quiet(void);
 extern bool jobsched_wake_doorbell_arm(void);
 
-/* database identity and Job names (naming.c) */
-#define JOBSCHED_INSTANCE_LEN 10	/* hex digits of the identity hash */
+/* what the worker puts on every Job it creates (render.c) and looks for */
+#define JOBSCHED_LABEL_MANAGED_BY	"app.kubernetes.io/managed-by"
+#define JOBSCHED_LABEL_JOB_ID		"jobsched.io/job-id"
+#define JOBSCHED_LABEL_TYPE			"jobsched.io/type"
+#define JOBSCHED_LABEL_INSTANCE		"jobsched.io/instance"
+#define JOBSCHED_MANAGED_BY_VALUE	"jobsched"
+#define JOBSCHED_ANNOTATION_PROOF	"jobsched.io/proof"
+
+/* etcd's default limit on one object, which the API server enforces */
+#define JOBSCHED_OBJECT_MAX_BYTES	1572864
+
+/* the installation's identity, Job names and proofs (naming.c) */
+#define JOBSCHED_INSTANCE_LEN 10	/* hex digits of the instance */
 #define JOBSCHED_NAME_MAX 63		/* a DNS-1123 label, and the job-name label */
 
+/* what a proof binds together: a Job and one run of one row */
+typedef struct JobschedProofInput
+{
+	const char *namespace;
+	const char *name;
+	int64		job_id;
+	int			run;
+	TimestampTz created_at;		/* the row's created_at */
+} JobschedProofInput;
+
+extern bool jobsched_installation_load(void);
 extern const char *jobsched_instance_id(void);
-extern char *jobsched_job_name(const char *type, int64 job_id);
+extern TimestampTz jobsched_labels_trusted_before(void);
+extern bool jobsched_is_dns_label(const char *s);
+extern char *jobsched_job_name(const char *instance, const char *type,
+							   int64 job_id, int run);
+extern char *jobsched_proof(const JobschedProofInput *in);
+extern bool jobsched_proof_check(const char *proof, const char *namespace,
+								 const char *name, int64 job_id, int *run,
+								 TimestampTz *created_at);
+
+/* helpers for every layer (util.c) */
+extern long jobsched_ms_until(TimestampTz now, TimestampTz then);
+extern long jobsched_min_timeout(long a, long b);
+extern int	jobsched_backoff_ms(int failures, int cap_ms);
+extern char *jobsched_clean_text(const char *text, int max_bytes);
 
 /* the background worker (worker.c) */
 extern void jobsched_worker_register(void);
 extern PGDLLEXPORT void jobsched_worker_main(Datum main_arg);
-extern long jobsched_ms_until(TimestampTz now, TimestampTz then);
 
 #endif							/* JOBSCHED_H */

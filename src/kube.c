@@ -27,6 +27,7 @@
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/fd.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -37,7 +38,6 @@
 #define KUBE_TOKEN_MAX_AGE_MS	60000	/* client-go re-reads once a minute */
 #define KUBE_MAX_SOCKETS		1024
 #define KUBE_EXTRA_CONNECTIONS	8
-#define KUBE_MAX_RESPONSE		(8 * 1024 * 1024)
 #define KUBE_USER_AGENT			"jobsched/1.0"
 
 StaticAssertDecl(sizeof(((KubeRequest *) 0)->curl_error) >= CURL_ERROR_SIZE,
@@ -72,6 +72,12 @@ static bool kube_sockets_changed = true;
 static int64 kube_timer_deadline = -1;
 
 static WaitEventSet *kube_wait_set = NULL;
+
+/* the last time the API answered a request as a working server does */
+static TimestampTz kube_last_answer_at = 0;
+
+/* the URL is plain http (a loopback proxy): never send the token there */
+static bool kube_plain_http = false;
 
 static dlist_head kube_running = DLIST_STATIC_INIT(kube_running);
 static dlist_head kube_done = DLIST_STATIC_INIT(kube_done);
@@ -146,17 +152,19 @@ kube_write_callback(char *data, size_t size, size_t nmemb, void *userp)
 	if (req->response_len + len + 1 > req->response_cap)
 	{
 		size_t		cap = Max(req->response_cap * 2, 4096);
+		size_t		limit = req->max_response ? req->max_response : KUBE_MAX_RESPONSE;
 
 		/* a watch's buffer holds what the caller has not consumed yet */
 		char	   *grown;
 
 		while (cap < req->response_len + len + 1)
 			cap *= 2;
-		if (cap > KUBE_MAX_RESPONSE)
+		if (req->response_len + len + 1 > limit)
 		{
-			req->response_overflow = true;
+			req->overflow = true;
 			return 0;			/* aborts the transfer */
 		}
+		cap = Min(cap, limit);
 		grown = realloc(req->response, cap);
 		if (grown == NULL)
 			return 0;
@@ -231,6 +239,7 @@ jobsched_kube_configure(void)
 
 	free(kube_url);
 	kube_url = kube_strdup_or_null(url);
+	kube_plain_http = (strncmp(url, "http://", 7) == 0);
 	free(kube_ca_file);
 	kube_ca_file = kube_strdup_or_null(jobsched_kube_ca_file);
 	free(kube_cert_file);
@@ -289,7 +298,7 @@ kube_refresh_token(void)
 	if (kube_token_file == NULL)
 		return;
 
-	f = fopen(kube_token_file, "r");
+	f = AllocateFile(kube_token_file, "r");
 	if (f == NULL)
 	{
 		ereport(WARNING,
@@ -302,12 +311,12 @@ kube_refresh_token(void)
 	buf = malloc(KUBE_TOKEN_MAX + 32);
 	if (buf == NULL)
 	{
-		fclose(f);
+		FreeFile(f);
 		return;
 	}
 	memcpy(buf, "Authorization: Bearer ", 22);
 	len = fread(buf + 22, 1, KUBE_TOKEN_MAX, f);
-	fclose(f);
+	FreeFile(f);
 	while (len > 0 && (buf[22 + len - 1] == '\n' || buf[22 + len - 1] == '\r' ||
 					   buf[22 + len - 1] == ' ' || buf[22 + len - 1] == '\t'))
 		len--;
@@ -383,7 +392,8 @@ jobsched_kube_request_start(KubeRequest *req)
 
 	kube_check(curl_easy_setopt(easy, CURLOPT_PRIVATE, req));
 	kube_check(curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L));
-	kube_check(curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "https,http"));
+	kube_check(curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR,
+								kube_plain_http ? "http" : "https"));
 	kube_check(curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1));
 	kube_check(curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L));
 	kube_check(curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
@@ -441,7 +451,8 @@ jobsched_kube_request_start(KubeRequest *req)
 		h = curl_slist_append(headers = h, "Content-Type: application/json");
 	if (h)
 		h = curl_slist_append(headers = h, "Expect:");
-	if (h && kube_auth_header)
+	/* a token goes over TLS only (plain http is a loopback proxy's) */
+	if (h && kube_auth_header && !kube_plain_http)
 		h = curl_slist_append(headers = h, kube_auth_header);
 	if (h == NULL)
 	{
@@ -572,6 +583,7 @@ kube_collect_finished(void)
 	while ((msg = curl_multi_info_read(kube_multi, &left)) != NULL)
 	{
 		KubeRequest *req = NULL;
+		long		sent = 0;
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
@@ -579,10 +591,17 @@ kube_collect_finished(void)
 		if (req == NULL)
 			continue;
 		req->curl_result = msg->data.result;
-		if (req->response_overflow)
+		if (req->overflow)
 			snprintf(req->curl_error, sizeof(req->curl_error),
-					 "response larger than %d bytes", KUBE_MAX_RESPONSE);
+					 "the answer is larger than %zu bytes",
+					 req->max_response ? req->max_response : (size_t) KUBE_MAX_RESPONSE);
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &req->http_status);
+		if (curl_easy_getinfo(msg->easy_handle, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK)
+			req->sent = (sent > 0);
+		else
+			req->sent = true;	/* cannot tell: assume the worst */
+		if (req->http_status > 0 && req->http_status < 500 && req->http_status != 429)
+			kube_last_answer_at = GetCurrentTimestamp();
 		kube_release_handle(req);
 		dlist_delete(&req->node);
 		dlist_push_tail(&kube_done, &req->node);
@@ -693,6 +712,74 @@ jobsched_kube_wait(long timeout_ms, uint32 wait_event_info)
 	(void) kube_run_due_timer();
 	kube_collect_finished();
 	return latch_set;
+}
+
+/*
+ * When the API last answered a request as a working server does (any
+ * status but 5xx and 429); 0 if never.  An outage is over once this is
+ * later than its start, whoever made the request.
+ */
+TimestampTz
+jobsched_kube_last_answer_at(void)
+{
+	return kube_last_answer_at;
+}
+
+/*
+ * Did the request fail because TLS could not be set up or the server not
+ * be verified (a wrong or missing CA file, a bad client certificate)?
+ * That is for an operator to fix, like 401 and 403.
+ */
+bool
+jobsched_kube_tls_failure(const KubeRequest *req)
+{
+	switch ((CURLcode) req->curl_result)
+	{
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_SSL_CERTPROBLEM:
+		case CURLE_SSL_CIPHER:
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_SSL_CRL_BADFILE:
+		case CURLE_SSL_ISSUER_ERROR:
+		case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+		case CURLE_SSL_INVALIDCERTSTATUS:
+		case CURLE_SSL_ENGINE_NOTFOUND:
+		case CURLE_SSL_ENGINE_SETFAILED:
+		case CURLE_SSL_ENGINE_INITFAILED:
+		case CURLE_SSL_CLIENTCERT:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* The label selector of this installation's objects, URL-encoded; palloc'd. */
+char *
+jobsched_kube_instance_selector(void)
+{
+	return psprintf("jobsched.io%%2Finstance%%3D%s", jobsched_instance_id());
+}
+
+/*
+ * The DeleteOptions body of every delete the worker sends: the pods go
+ * with their Job (the batch/v1 default would orphan them), and only the
+ * object with this uid may be deleted, never one that took its name since.
+ * palloc'd.
+ */
+char *
+jobsched_kube_delete_options(const char *uid)
+{
+	/* a uid is the API server's (a UUID); anything else goes nowhere near JSON */
+	if (uid != NULL && (uid[0] == '\0' || strlen(uid) > 64 ||
+						strspn(uid, "0123456789abcdefABCDEF-") != strlen(uid)))
+		return NULL;
+	if (uid == NULL)
+		return pstrdup("{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\","
+					   "\"propagationPolicy\":\"Background\"}");
+	return psprintf("{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\","
+					"\"propagationPolicy\":\"Background\","
+					"\"preconditions\":{\"uid\":\"%s\"}}", uid);
 }
 
 /*

@@ -9,6 +9,10 @@
 #ifndef JOBSCHED_KUBE_H
 #define JOBSCHED_KUBE_H
 
+/* the most an answer may take unless the request says otherwise */
+#define KUBE_MAX_RESPONSE		(8 * 1024 * 1024)
+
+#include "datatype/timestamp.h"
 #include "lib/ilist.h"
 
 typedef enum KubeMethod
@@ -29,8 +33,10 @@ struct KubeRequest
 	char	   *body;			/* JSON, or NULL */
 	KubeDoneCallback on_done;	/* called by the worker once it finished */
 	void	   *owner;			/* the caller's object */
-	int			purpose;		/* the caller's tag */
+	int			purpose;		/* what the caller asked for */
+	uint64		tag;			/* the caller's, too */
 	long		timeout_ms;		/* 0: jobsched.request_timeout */
+	size_t		max_response;	/* 0: KUBE_MAX_RESPONSE; more fails the request */
 
 	/* the outcome, valid once kube_next_done() returned the request */
 	long		http_status;	/* 0 when no response came */
@@ -39,12 +45,13 @@ struct KubeRequest
 	char	   *response;		/* NUL-terminated body (malloc'd), or NULL */
 	size_t		response_len;
 	int			retry_after;	/* Retry-After in seconds, or -1 */
+	bool		sent;			/* the request left us: it may have had effect */
+	bool		overflow;		/* the answer was larger than max_response */
 
 	/* private to kube.c */
 	void	   *easy;
 	struct curl_slist *headers;
 	size_t		response_cap;
-	bool		response_overflow;
 	dlist_node	node;
 };
 
@@ -67,7 +74,11 @@ extern void jobsched_kube_abandon_all(void);
 extern void jobsched_kube_kick(void);
 extern bool jobsched_kube_wait(long timeout_ms, uint32 wait_event_info);
 
+extern TimestampTz jobsched_kube_last_answer_at(void);
+extern bool jobsched_kube_tls_failure(const KubeRequest *req);
 extern char *jobsched_kube_escape(const char *text);
+extern char *jobsched_kube_instance_selector(void);
+extern char *jobsched_kube_delete_options(const char *uid);
 extern char *jobsched_kube_status_message(const KubeRequest *req);
 extern char *jobsched_kube_describe_failure(const KubeRequest *req);
 

@@ -5,6 +5,10 @@
  *	  job, rendered by the worker's own code, so users can check a
  *	  template and its params before (or after) the worker uses them.
  *
+ *	  It runs as the caller, so row-level security decides which jobs it
+ *	  shows.  The manifest lacks only the proof annotation, which needs the
+ *	  installation's secret.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -16,9 +20,24 @@
 #include "utils/jsonb.h"
 
 #include "jobsched.h"
+#include "queue.h"
 #include "render.h"
 
 PG_FUNCTION_INFO_V1(jobsched_render);
+
+/* SQL functions of this library need the SQL objects of its version. */
+static void
+preview_check_version(void)
+{
+	char	   *version = jobsched_extension_version();
+
+	if (version == NULL || strcmp(version, JOBSCHED_VERSION) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the jobsched extension's SQL objects are version %s, but the library is %s",
+						version ? version : "(none)", JOBSCHED_VERSION),
+				 errhint("Run ALTER EXTENSION jobsched UPDATE.")));
+}
 
 Datum
 jobsched_render(PG_FUNCTION_ARGS)
@@ -31,17 +50,24 @@ jobsched_render(PG_FUNCTION_ARGS)
 	char	   *manifest;
 	char	   *error = NULL;
 	char	   *default_namespace = jobsched_guc_namespace();
+	HeapTuple	tuple;
+	TupleDesc	desc;
 	char	   *type;
-	char	   *params;
-	char	   *template;
 	char	   *namespace;
+	char	   *instance;
+	int			run;
 	bool		isnull;
 	int			rc;
 
-	SPI_connect();
-	rc = SPI_execute_with_args("SELECT j.type, j.params::text, t.template::text, t.namespace"
+	preview_check_version();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_with_args("SELECT j.type, j.params::text, t.template::text, t.namespace,"
+							   "       j.run, i.instance"
 							   "  FROM jobsched.jobs j"
-							   "  JOIN jobsched.job_types t ON t.name = j.type"
+							   "  JOIN jobsched.job_types t ON t.name = j.type,"
+							   "       (SELECT instance FROM jobsched.installation"
+							   "         ORDER BY created_at, instance LIMIT 1) i"
 							   " WHERE j.id = $1",
 							   1, argtypes, args, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
@@ -50,23 +76,27 @@ jobsched_render(PG_FUNCTION_ARGS)
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("job " INT64_FORMAT " does not exist", job_id)));
+				 errmsg("job " INT64_FORMAT " does not exist", job_id),
+				 errhint("Jobs queued by other roles are not visible: only their owners and members of jobsched_admin may render them.")));
 
-	type = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-	params = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
-	template = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
-	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	type = MemoryContextStrdup(cxt, SPI_getvalue(tuple, desc, 1));
+	in.params_json = MemoryContextStrdup(cxt, SPI_getvalue(tuple, desc, 2));
+	in.template_json = MemoryContextStrdup(cxt, SPI_getvalue(tuple, desc, 3));
+	(void) SPI_getbinval(tuple, desc, 4, &isnull);
 	namespace = isnull ? default_namespace :
-		MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4));
+		MemoryContextStrdup(cxt, SPI_getvalue(tuple, desc, 4));
+	run = DatumGetInt32(SPI_getbinval(tuple, desc, 5, &isnull));
+	instance = MemoryContextStrdup(cxt, SPI_getvalue(tuple, desc, 6));
 	SPI_finish();
 
 	in.job_id = job_id;
 	in.job_type = type;
-	in.job_name = jobsched_job_name(type, job_id);
+	in.job_name = jobsched_job_name(instance, type, job_id, run);
 	in.namespace = namespace;
-	in.instance = jobsched_instance_id();
-	in.params_json = params;
-	in.template_json = template;
+	in.instance = instance;
+	in.proof = NULL;
 
 	manifest = jobsched_render_job(&in, &error);
 	if (manifest == NULL)

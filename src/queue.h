@@ -12,6 +12,15 @@
 #include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
 
+/* what jobsched_queue_begin() found */
+typedef enum QueueState
+{
+	QUEUE_READY,				/* go ahead */
+	QUEUE_MISSING,				/* the extension is not installed */
+	QUEUE_OLD_SCHEMA,			/* installed, but its SQL objects are older */
+	QUEUE_BUSY					/* a table is locked by someone: try later */
+} QueueState;
+
 typedef enum JobschedOutcome
 {
 	OUTCOME_NONE,				/* still being worked on */
@@ -34,6 +43,10 @@ typedef struct JobschedJob
 	int			attempts;
 	int			retryable_failures;
 	int			priority;
+	int			run;
+	TimestampTz created_at;
+	bool		unsettled;		/* a create may have reached the API unseen */
+	char	   *last_error;		/* the row's, from its last attempt */
 	char	   *name;			/* the Job's metadata.name */
 
 	/* the outcome, set by the dispatcher */
@@ -47,44 +60,71 @@ typedef struct JobschedJob
 	struct JobschedBatch *batch;
 } JobschedJob;
 
+/* what recording an outcome did (jobsched_queue_record) */
+typedef enum QueueRecorded
+{
+	RECORDED,					/* the row has its outcome */
+	RECORD_DROPPED,				/* the row is no longer claimed: nothing to do */
+	RECORD_DEFERRED				/* someone holds the row: try again later */
+} QueueRecorded;
+
 /* what the status sync saw of one Job (see sync.c) */
 typedef struct JobschedJobStatus
 {
 	int64		id;				/* from the Job's jobsched.io/job-id label */
+	char	   *namespace;
+	char	   *name;
 	char	   *uid;
-	const char *state;			/* running, succeeded, failed, or gone */
+	const char *state;			/* submitted, running, succeeded, failed, gone */
 	char	   *error;			/* failed, gone: why */
-	char	   *started_at;		/* RFC 3339, or NULL */
-	char	   *finished_at;	/* RFC 3339, or NULL */
+	TimestampTz started_at;		/* 0: not known */
+	TimestampTz finished_at;	/* 0: not known */
+	bool		proven;			/* its proof holds for run and created_at: */
+	int			run;
+	TimestampTz created_at;
 } JobschedJobStatus;
 
-/* a job whose Job the worker must delete */
+/* a row whose Job the worker must delete */
 typedef struct JobschedDoomedJob
 {
 	int64		id;
 	char	   *namespace;
 	char	   *name;
-	char	   *uid;
+	char	   *uid;			/* NULL: look the Job up first */
+	int			run;
+	TimestampTz created_at;
 } JobschedDoomedJob;
 
-extern bool jobsched_queue_begin(const char *activity);
+/* a row whose Job should exist (jobsched_queue_live_jobs) */
+typedef struct JobschedLiveJob
+{
+	int64		id;
+	char	   *uid;
+} JobschedLiveJob;
+
+extern char *jobsched_extension_version(void);
+extern QueueState jobsched_queue_begin(const char *activity);
 extern void jobsched_queue_end(void);
 extern void jobsched_queue_reset(void);
-extern int	jobsched_queue_recover_claimed(void);
-extern int	jobsched_queue_claim(int limit, const char *default_namespace,
+extern const char *jobsched_queue_schema_version(void);
+extern int	jobsched_queue_recover_claimed(bool *all);
+extern int	jobsched_queue_claim(int limit, int64 max_bytes, const char *default_namespace,
 								 MemoryContext cxt, JobschedJob **jobs_out,
 								 TimestampTz *next_due);
-extern bool jobsched_queue_record(JobschedJob **jobs, int njobs);
+extern bool jobsched_queue_record(JobschedJob **jobs, int njobs, QueueRecorded *recorded);
+extern void jobsched_queue_retry_now(int64 *ids, int n);
 extern List *jobsched_queue_namespaces(const char *default_namespace,
 									   MemoryContext cxt);
-extern List *jobsched_queue_apply_status(JobschedJobStatus *statuses, int n,
-										 MemoryContext cxt);
-extern int	jobsched_queue_mark_missing(const char *namespace, TimestampTz listed_at,
-										int64 *seen, int nseen);
+extern int	jobsched_queue_apply_status(JobschedJobStatus *statuses, int n,
+										MemoryContext cxt, int64 **failed);
+extern int	jobsched_queue_live_jobs(const char *namespace, TimestampTz before,
+									 MemoryContext cxt, JobschedLiveJob **out);
+extern int	jobsched_queue_mark_missing(int64 *ids, int n);
 extern void jobsched_queue_append_error(int64 id, const char *detail);
-extern int	jobsched_queue_cancel_requests(int limit, MemoryContext cxt,
-										   JobschedDoomedJob **out);
-extern void jobsched_queue_record_cancelled(int64 id, const char *error);
-extern void jobsched_queue_record_cleanup(int64 id, bool was_active, const char *message);
+extern int	jobsched_queue_cancel_requests(int limit, const char *default_namespace,
+										   MemoryContext cxt, JobschedDoomedJob **out);
+extern bool jobsched_queue_record_cancelled(int64 id, const char *error);
+extern void jobsched_queue_record_cleanup(const JobschedJobStatus *job, bool was_active,
+										  const char *message);
 
 #endif							/* JOBSCHED_QUEUE_H */

@@ -65,6 +65,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
+#include "jobsched.h"
 #include "render.h"
 
 /* at most this many bytes of template text are quoted in a message */
@@ -182,6 +183,8 @@ static bool render_get_existing_object(RenderState *st, cJSON *parent,
 static cJSON *render_force_string(cJSON *obj, const char *key,
 								  const char *value, cJSON *after);
 static void render_force_labels(RenderState *st, cJSON *labels);
+static bool render_force_proof(RenderState *st, cJSON *metadata,
+							   const char *pathname);
 static void render_delete_member(cJSON *obj, const char *key);
 static void render_replace(cJSON *parent, cJSON *old, cJSON *replacement);
 static void render_link_after(cJSON *obj, cJSON *item, cJSON *after);
@@ -292,6 +295,12 @@ render_run(RenderState *st)
 	if (st->printed == NULL)
 		render_out_of_memory();
 	len = strlen(st->printed);
+	if (len > JOBSCHED_OBJECT_MAX_BYTES)
+	{
+		st->error = psprintf("the rendered Job takes %zu bytes; a Kubernetes object may hold at most %d",
+							 len, JOBSCHED_OBJECT_MAX_BYTES);
+		return false;
+	}
 	st->result = palloc(len + 1);
 	memcpy(st->result, st->printed, len + 1);
 	cJSON_free(st->printed);
@@ -1034,6 +1043,8 @@ render_finish(RenderState *st)
 						   "metadata.labels", &labels))
 		return false;
 	render_force_labels(st, labels);
+	if (!render_force_proof(st, metadata, "metadata.annotations"))
+		return false;
 
 	if (!render_get_existing_object(st, root, "spec", "spec", &spec) ||
 		!render_get_existing_object(st, spec, "template", "spec.template",
@@ -1047,7 +1058,35 @@ render_finish(RenderState *st)
 						   "spec.template.metadata.labels", &labels))
 		return false;
 	render_force_labels(st, labels);
+	if (!render_force_proof(st, metadata, "spec.template.metadata.annotations"))
+		return false;
 
+	return true;
+}
+
+/*
+ * Put the proof in the annotations of "metadata" (the Job's, and its pod
+ * template's, so its pods carry it too), replacing any the template has.
+ */
+static bool
+render_force_proof(RenderState *st, cJSON *metadata, const char *pathname)
+{
+	cJSON	   *annotations;
+
+	if (st->in->proof == NULL)
+	{
+		/* no forged proof passes through, not even in a preview */
+		annotations = cJSON_GetObjectItemCaseSensitive(metadata, "annotations");
+		if (cJSON_IsObject(annotations))
+			render_delete_member(annotations, JOBSCHED_ANNOTATION_PROOF);
+		return true;
+	}
+	if (!render_get_object(st, metadata, "annotations",
+						   metadata->child ? metadata->child->prev : NULL,
+						   pathname, &annotations))
+		return false;
+	render_force_string(annotations, JOBSCHED_ANNOTATION_PROOF, st->in->proof,
+						annotations->child ? annotations->child->prev : NULL);
 	return true;
 }
 

@@ -26,6 +26,8 @@ typedef struct JobschedRenderInput
 	const char *namespace;		/* target namespace */
 	const char *instance;		/* short hex identity of this database, used
 								 * as a label value */
+	const char *proof;			/* the jobsched.io/proof annotation, or NULL
+								 * to leave it out (jobsched.render()) */
 	const char *params_json;	/* jsonb params as text; a JSON object */
 	const char *template_json;	/* jsonb template as text; a batch/v1 Job
 								 * manifest */
@@ -43,12 +45,5 @@ typedef struct JobschedRenderInput
  * So is a NULL pointer in *in, which is a bug in the caller.
  */
 extern char *jobsched_render_job(const JobschedRenderInput *in, char **error);
-
-/* label keys, also used by other modules */
-#define JOBSCHED_LABEL_MANAGED_BY	"app.kubernetes.io/managed-by"
-#define JOBSCHED_LABEL_JOB_ID		"jobsched.io/job-id"
-#define JOBSCHED_LABEL_TYPE			"jobsched.io/type"
-#define JOBSCHED_LABEL_INSTANCE		"jobsched.io/instance"
-#define JOBSCHED_MANAGED_BY_VALUE	"jobsched"
 
 #endif							/* JOBSCHED_RENDER_H */

@@ -50,16 +50,22 @@ jobsched_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* Remember the latest error for jobsched.status (never a secret). */
+/*
+ * Remember the latest error for jobsched.status, which everyone with USAGE
+ * reads: never a secret, never a job's params (the API's words about one
+ * job's manifest go to that job's row only).
+ */
 void
 jobsched_shmem_set_error(const char *message)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	char	   *clean = jobsched_clean_text(message, JOBSCHED_ERROR_LEN - 1);
 
 	SpinLockAcquire(&jobsched_shared->mutex);
-	strlcpy(jobsched_shared->last_error, message, JOBSCHED_ERROR_LEN);
+	strlcpy(jobsched_shared->last_error, clean, JOBSCHED_ERROR_LEN);
 	jobsched_shared->last_error_at = now;
 	SpinLockRelease(&jobsched_shared->mutex);
+	pfree(clean);
 }
 
 void
@@ -74,6 +80,60 @@ jobsched_shmem_set_worker(pid_t pid, int procno)
 		jobsched_shared->config_loaded_at = 0;
 		jobsched_shared->in_flight = 0;
 	}
+	SpinLockRelease(&jobsched_shared->mutex);
+}
+
+void
+jobsched_shmem_set_listening(bool listening)
+{
+	SpinLockAcquire(&jobsched_shared->mutex);
+	jobsched_shared->listening = listening;
+	SpinLockRelease(&jobsched_shared->mutex);
+}
+
+/* The worker's latch woke it (the worker is the only writer). */
+void
+jobsched_shmem_count_wakeup(void)
+{
+	pg_atomic_write_u64(&jobsched_shared->wakeups,
+						pg_atomic_read_u64(&jobsched_shared->wakeups) + 1);
+}
+
+/* Requests made to the API, and whether one just worked. */
+void
+jobsched_shmem_count_requests(int requests, int errors, int submitted, bool api_ok)
+{
+	TimestampTz now = api_ok ? GetCurrentTimestamp() : 0;
+
+	SpinLockAcquire(&jobsched_shared->mutex);
+	jobsched_shared->api_requests += requests;
+	jobsched_shared->api_errors += errors;
+	jobsched_shared->jobs_submitted += submitted;
+	if (api_ok)
+		jobsched_shared->last_api_success_at = now;
+	SpinLockRelease(&jobsched_shared->mutex);
+}
+
+/* The dispatcher's requests in flight, and until when it is paused (0: not). */
+void
+jobsched_shmem_set_dispatch(int in_flight, TimestampTz paused_until)
+{
+	SpinLockAcquire(&jobsched_shared->mutex);
+	jobsched_shared->in_flight = in_flight;
+	jobsched_shared->paused_until = paused_until;
+	SpinLockRelease(&jobsched_shared->mutex);
+}
+
+/* A cleanup run is over. */
+void
+jobsched_shmem_set_cleanup(uint64 jobs_deleted, uint64 pods_deleted)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&jobsched_shared->mutex);
+	jobsched_shared->last_cleanup_at = now;
+	jobsched_shared->last_cleanup_jobs_deleted = jobs_deleted;
+	jobsched_shared->last_cleanup_pods_deleted = pods_deleted;
 	SpinLockRelease(&jobsched_shared->mutex);
 }
 
@@ -93,22 +153,27 @@ jobsched_shmem_publish_config(void)
 	pfree(namespace);
 }
 
-static Datum
-shmem_timestamp_or_null(TimestampTz ts, bool *isnull)
+static void
+shmem_timestamp(TimestampTz ts, Datum *value, bool *isnull)
 {
 	*isnull = (ts == 0);
-	return TimestampTzGetDatum(ts);
+	*value = TimestampTzGetDatum(ts);
 }
 
+/*
+ * jobsched.worker_state(): the columns are filled by name, so the function
+ * answers whichever version of the SQL objects declared it (a column this
+ * library does not know is null).
+ */
 Datum
 jobsched_worker_state(PG_FUNCTION_ARGS)
 {
 	JobschedShared copy;
 	TupleDesc	tupdesc;
-	Datum		values[19];
-	bool		nulls[19];
+	Datum	   *values;
+	bool	   *nulls;
 	bool		running;
-	int			i = 0;
+	int			i;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -124,40 +189,66 @@ jobsched_worker_state(PG_FUNCTION_ARGS)
 
 	/* the worker's own view of the settings while it runs, else ours */
 	running = (copy.worker_pid != 0 && copy.config_loaded_at != 0);
-	memset(nulls, 0, sizeof(nulls));
-	nulls[i] = (copy.worker_pid == 0);
-	values[i++] = Int32GetDatum(copy.worker_pid);
-	values[i++] = BoolGetDatum(copy.listening);
-	values[i++] = BoolGetDatum(running ? copy.enabled : jobsched_enabled);
-	values[i++] = CStringGetTextDatum(jobsched_wake_mode_name(running ? copy.wake_mode :
-															  jobsched_wake_mode));
-	if (running)
-		values[i++] = CStringGetTextDatum(copy.namespace);
-	else
-		values[i++] = CStringGetTextDatum(jobsched_guc_namespace());
-	values[i] = shmem_timestamp_or_null(copy.config_loaded_at, &nulls[i]);
-	i++;
-	values[i++] = CStringGetTextDatum(jobsched_instance_id());
-	values[i++] = Int32GetDatum(copy.in_flight);
-	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&jobsched_shared->wakeups));
-	values[i++] = Int64GetDatum((int64) copy.jobs_submitted);
-	values[i++] = Int64GetDatum((int64) copy.api_requests);
-	values[i++] = Int64GetDatum((int64) copy.api_errors);
-	nulls[i] = (copy.last_error[0] == '\0');
-	values[i++] = CStringGetTextDatum(copy.last_error);
-	values[i] = shmem_timestamp_or_null(copy.last_error_at, &nulls[i]);
-	i++;
-	values[i] = shmem_timestamp_or_null(copy.last_api_success_at, &nulls[i]);
-	i++;
-	values[i] = shmem_timestamp_or_null(copy.paused_until, &nulls[i]);
-	i++;
-	values[i] = shmem_timestamp_or_null(copy.last_cleanup_at, &nulls[i]);
-	i++;
-	nulls[i] = (copy.last_cleanup_at == 0);
-	values[i++] = Int64GetDatum((int64) copy.last_cleanup_jobs_deleted);
-	nulls[i] = (copy.last_cleanup_at == 0);
-	values[i++] = Int64GetDatum((int64) copy.last_cleanup_pods_deleted);
-	Assert(i == lengthof(values));
+	values = palloc0(sizeof(Datum) * tupdesc->natts);
+	nulls = palloc0(sizeof(bool) * tupdesc->natts);
+	for (i = 0; i < tupdesc->natts; i++)
+	{
+		const char *name = NameStr(TupleDescAttr(tupdesc, i)->attname);
+		Datum	   *v = &values[i];
+		bool	   *n = &nulls[i];
+
+		if (strcmp(name, "worker_pid") == 0)
+		{
+			*n = (copy.worker_pid == 0);
+			*v = Int32GetDatum(copy.worker_pid);
+		}
+		else if (strcmp(name, "listening") == 0)
+			*v = BoolGetDatum(copy.listening);
+		else if (strcmp(name, "enabled") == 0)
+			*v = BoolGetDatum(running ? copy.enabled : jobsched_enabled);
+		else if (strcmp(name, "wake_mode") == 0)
+			*v = CStringGetTextDatum(jobsched_wake_mode_name(running ? copy.wake_mode :
+															 jobsched_wake_mode));
+		else if (strcmp(name, "namespace") == 0)
+			*v = CStringGetTextDatum(running ? copy.namespace : jobsched_guc_namespace());
+		else if (strcmp(name, "config_loaded_at") == 0)
+			shmem_timestamp(copy.config_loaded_at, v, n);
+		else if (strcmp(name, "in_flight") == 0)
+			*v = Int32GetDatum(copy.in_flight);
+		else if (strcmp(name, "wakeups") == 0)
+			*v = Int64GetDatum((int64) pg_atomic_read_u64(&jobsched_shared->wakeups));
+		else if (strcmp(name, "jobs_submitted") == 0)
+			*v = Int64GetDatum((int64) copy.jobs_submitted);
+		else if (strcmp(name, "api_requests") == 0)
+			*v = Int64GetDatum((int64) copy.api_requests);
+		else if (strcmp(name, "api_errors") == 0)
+			*v = Int64GetDatum((int64) copy.api_errors);
+		else if (strcmp(name, "last_error") == 0)
+		{
+			*n = (copy.last_error[0] == '\0');
+			*v = CStringGetTextDatum(copy.last_error);
+		}
+		else if (strcmp(name, "last_error_at") == 0)
+			shmem_timestamp(copy.last_error_at, v, n);
+		else if (strcmp(name, "last_api_success_at") == 0)
+			shmem_timestamp(copy.last_api_success_at, v, n);
+		else if (strcmp(name, "paused_until") == 0)
+			shmem_timestamp(copy.paused_until, v, n);
+		else if (strcmp(name, "last_cleanup_at") == 0)
+			shmem_timestamp(copy.last_cleanup_at, v, n);
+		else if (strcmp(name, "last_cleanup_jobs_deleted") == 0)
+		{
+			*n = (copy.last_cleanup_at == 0);
+			*v = Int64GetDatum((int64) copy.last_cleanup_jobs_deleted);
+		}
+		else if (strcmp(name, "last_cleanup_pods_deleted") == 0)
+		{
+			*n = (copy.last_cleanup_at == 0);
+			*v = Int64GetDatum((int64) copy.last_cleanup_pods_deleted);
+		}
+		else
+			*n = true;
+	}
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -4,12 +4,24 @@
  *	  Keeping each row in step with its Job: LIST + WATCH per namespace.
  *
  *	  For every namespace this database uses, the worker LISTs its Jobs
- *	  (paginated, by this database's instance label) and then WATCHes from
- *	  the list's resourceVersion, so a change reaches its row within
- *	  moments.  Bookmarks keep the resourceVersion fresh; an expired one
- *	  (410, as an ERROR event inside the stream) means a relist.  A relist
- *	  every jobsched.sync_interval bounds staleness whatever happens to the
- *	  watch, and finds rows whose Job was deleted behind our back.
+ *	  (paginated, by this installation's instance label) and then WATCHes
+ *	  from the list's resourceVersion, so a change reaches its row within
+ *	  moments.  Each watch asks the server to end it after
+ *	  jobsched.sync_interval and is started again from the last
+ *	  resourceVersion (bookmarks keep it fresh), so no connection that died
+ *	  silently can leave rows staler than that.  An expired resourceVersion
+ *	  (410, as an ERROR event inside the stream or as an answer) means a
+ *	  relist, and a relist now and then finds rows whose Job was deleted
+ *	  behind our back while nobody watched.
+ *
+ *	  A Job takes a row only if it is provably the row's: its uid is the
+ *	  one the row recorded, or, for a row whose create is unsettled (its
+ *	  answer was lost), its proof holds for the row's run and creation time
+ *	  (queue.c).  Labels only select.
+ *
+ *	  Lists and watches that fail, and watches the server ends at once, are
+ *	  tried again with a backoff of at most sync_interval; a page too large
+ *	  to read is asked for again with a smaller limit, down to one Job.
  *
  *	  The watch is one more request in the worker's libcurl multi handle:
  *	  it never blocks dispatch, and it is read as it arrives, from the main
@@ -34,8 +46,12 @@
 #include "sync.h"
 
 #define SYNC_PAGE_SIZE		500
-#define SYNC_WATCH_SECONDS	290
-#define SYNC_RETRY_MS		1000
+#define SYNC_RELIST_MS		(10 * 60 * 1000)
+#define SYNC_SHORT_WATCH_MS 1000
+#define SYNC_WATCH_MAX_S	290
+/* the most one page of a single Job, or a watch's unread events, may take */
+#define SYNC_BIG_RESPONSE	(64 * 1024 * 1024)
+#define SYNC_TEXT_MAX		1000
 
 typedef struct SyncNamespace
 {
@@ -44,9 +60,13 @@ typedef struct SyncNamespace
 
 	/* listing */
 	KubeRequest *list_req;
+	MemoryContext listing_cxt;	/* the continue token and the uids seen */
+	char	   *continue_token; /* of the page to ask for; NULL: the first */
+	int			page_limit;		/* halved after a page too large to read */
 	TimestampTz list_started_at;
 	TimestampTz next_list_at;
-	int64	   *seen;			/* job ids in the listing so far */
+	int			list_failures;
+	char	  **seen;			/* uids of the Jobs in this listing */
 	int			nseen;
 	int			seen_cap;
 	bool		check_missing;	/* a complete listing awaits the flush */
@@ -54,28 +74,22 @@ typedef struct SyncNamespace
 	/* watching */
 	KubeRequest *watch_req;
 	char		resource_version[64];
+	TimestampTz watch_started_at;
 	TimestampTz next_watch_at;
+	int			watch_failures; /* failed or at once ended watches in a row */
 
 	dlist_node	node;
 } SyncNamespace;
 
-/* what a status update needs besides the row: where to find its pods */
-typedef struct SyncPending
-{
-	JobschedJobStatus status;
-	char		namespace[64];
-	char	   *name;
-	int			seq;
-} SyncPending;
-
-static MemoryContext sync_cxt = NULL;	/* namespaces */
-static MemoryContext sync_batch_cxt = NULL; /* pending updates */
+static MemoryContext sync_cxt = NULL;	/* namespaces and their requests */
+static MemoryContext sync_batch_cxt = NULL; /* statuses waiting for the flush */
+static MemoryContext sync_pods_cxt = NULL;	/* pod detail requests */
+static int	sync_pods_in_flight = 0;
 static dlist_head sync_namespaces = DLIST_STATIC_INIT(sync_namespaces);
-static SyncPending *sync_pending = NULL;
+static JobschedJobStatus *sync_pending = NULL;
 static int	sync_npending = 0;
 static int	sync_pending_cap = 0;
-static TimestampTz sync_next_refresh = 0;
-static char sync_selector[128];
+static TimestampTz sync_last_refresh = 0;
 
 static void sync_list_done(KubeRequest *req);
 static void sync_watch_done(KubeRequest *req);
@@ -88,105 +102,149 @@ jobsched_sync_init(void)
 									 ALLOCSET_DEFAULT_SIZES);
 	sync_batch_cxt = AllocSetContextCreate(sync_cxt, "jobsched sync batch",
 										   ALLOCSET_DEFAULT_SIZES);
-	/* a label selector, URL-encoded: jobsched.io/instance=<id> */
-	snprintf(sync_selector, sizeof(sync_selector), "jobsched.io%%2Finstance%%3D%s",
-			 jobsched_instance_id());
+	sync_pods_cxt = AllocSetContextCreate(sync_cxt, "jobsched sync pods",
+										  ALLOCSET_DEFAULT_SIZES);
 }
 
 static void
-sync_stop_namespace(SyncNamespace *ns)
+sync_stop_request(KubeRequest **slot)
 {
-	if (ns->list_req)
+	if (*slot)
 	{
-		jobsched_kube_request_cancel(ns->list_req);
-		jobsched_kube_request_free(ns->list_req);
-		ns->list_req = NULL;
+		jobsched_kube_request_cancel(*slot);
+		jobsched_kube_request_free(*slot);
+		*slot = NULL;
 	}
-	if (ns->watch_req)
-	{
-		jobsched_kube_request_cancel(ns->watch_req);
-		jobsched_kube_request_free(ns->watch_req);
-		ns->watch_req = NULL;
-	}
-	ns->nseen = 0;
+}
+
+static void
+sync_forget_listing(SyncNamespace *ns)
+{
+	MemoryContextReset(ns->listing_cxt);
+	ns->continue_token = NULL;
+	ns->seen = NULL;
+	ns->nseen = ns->seen_cap = 0;
 	ns->check_missing = false;
+}
+
+static void
+sync_drop_namespace(SyncNamespace *ns)
+{
+	sync_stop_request(&ns->list_req);
+	sync_stop_request(&ns->watch_req);
+	MemoryContextDelete(ns->listing_cxt);
+	dlist_delete(&ns->node);
+	pfree(ns);
 }
 
 /* Forget everything (error recovery, or the worker disabled). */
 void
 jobsched_sync_reset(void)
 {
-	while (!dlist_is_empty(&sync_namespaces))
-	{
-		SyncNamespace *ns = dlist_container(SyncNamespace, node,
-											dlist_pop_head_node(&sync_namespaces));
+	dlist_mutable_iter iter;
 
-		sync_stop_namespace(ns);
-		if (ns->seen)
-			pfree(ns->seen);
-		pfree(ns);
-	}
+	dlist_foreach_modify(iter, &sync_namespaces)
+		sync_drop_namespace(dlist_container(SyncNamespace, node, iter.cur));
 	MemoryContextReset(sync_batch_cxt);
 	sync_pending = NULL;
-	sync_npending = 0;
-	sync_pending_cap = 0;
-	sync_next_refresh = 0;
+	sync_npending = sync_pending_cap = 0;
+	/* the requests were abandoned with every other (worker.c) or just now */
+	MemoryContextReset(sync_pods_cxt);
+	sync_pods_in_flight = 0;
+	sync_last_refresh = 0;
 }
 
+/*
+ * Settings were reloaded: watches end and start again with the new
+ * sync_interval, and failed lists and watches are tried again at once.
+ */
+void
+jobsched_sync_reload(void)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &sync_namespaces)
+	{
+		SyncNamespace *ns = dlist_container(SyncNamespace, node, iter.cur);
+
+		sync_stop_request(&ns->watch_req);
+		ns->next_watch_at = 0;
+		ns->watch_failures = 0;
+		if (ns->list_req == NULL && ns->list_failures > 0)
+			ns->next_list_at = 0;
+		ns->list_failures = 0;
+	}
+	sync_last_refresh = 0;
+}
+
+/* the delay before trying a list or watch again after n failures */
+static TimestampTz
+sync_retry_at(int failures)
+{
+	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+									   jobsched_backoff_ms(failures,
+														   Min(jobsched_sync_interval,
+															   jobsched_backoff_max)));
+}
+
+/* Remember what a Job said, for the next flush. */
 static void
-sync_queue(SyncNamespace *ns, const JobschedJobStatus *st, const char *name)
+sync_queue(const JobschedJobStatus *st)
 {
 	MemoryContext old = MemoryContextSwitchTo(sync_batch_cxt);
-	SyncPending *p;
+	JobschedJobStatus *p;
 
 	if (sync_npending == sync_pending_cap)
 	{
 		sync_pending_cap = Max(sync_pending_cap * 2, 256);
 		sync_pending = sync_pending ?
-			repalloc(sync_pending, sizeof(SyncPending) * sync_pending_cap) :
-			palloc(sizeof(SyncPending) * sync_pending_cap);
+			repalloc_huge(sync_pending, sizeof(JobschedJobStatus) * sync_pending_cap) :
+			palloc(sizeof(JobschedJobStatus) * sync_pending_cap);
 	}
-	p = &sync_pending[sync_npending];
-	p->seq = sync_npending++;
-	p->status.id = st->id;
-	p->status.uid = st->uid ? pstrdup(st->uid) : NULL;
-	p->status.state = st->state;
-	p->status.error = st->error ? pstrdup(st->error) : NULL;
-	p->status.started_at = st->started_at ? pstrdup(st->started_at) : NULL;
-	p->status.finished_at = st->finished_at ? pstrdup(st->finished_at) : NULL;
-	strlcpy(p->namespace, ns->name, sizeof(p->namespace));
-	p->name = pstrdup(name ? name : "");
+	p = &sync_pending[sync_npending++];
+	*p = *st;
+	p->namespace = pstrdup(st->namespace);
+	p->name = pstrdup(st->name);
+	p->uid = pstrdup(st->uid);
+	p->error = st->error ? jobsched_clean_text(st->error, SYNC_TEXT_MAX) : NULL;
 	MemoryContextSwitchTo(old);
 }
 
 /*
- * Read one Job object: ours?  Which state does it say?  Returns its row's
- * id, or 0 for a Job that is not one of this database's.  deleted: the
- * object comes from a DELETED event.
+ * Read one Job object of this installation: which row, which state, and
+ * is it provably that row's?  Returns its uid (for a listing's count of
+ * what exists), or NULL for a Job that is not one of this installation's.
+ * deleted: the object comes from a DELETED event.
  */
-static int64
+static char *
 sync_observe(SyncNamespace *ns, cJSON *job, bool deleted)
 {
 	cJSON	   *status = jobsched_kobject_get(job, "status", NULL, NULL);
 	cJSON	   *active = jobsched_kobject_get(status, "active", NULL, NULL);
 	cJSON	   *finished;
 	bool		succeeded = false;
+	bool		legacy;
 	JobschedJobStatus st;
 
 	memset(&st, 0, sizeof(st));
 	st.id = jobsched_kobject_job_id(job);
-	if (st.id == 0)
-		return 0;
+	st.namespace = jobsched_kobject_string(job, "metadata", "namespace", NULL);
+	st.name = jobsched_kobject_string(job, "metadata", "name", NULL);
 	st.uid = jobsched_kobject_string(job, "metadata", "uid", NULL);
-	st.started_at = jobsched_kobject_string(status, "startTime", NULL, NULL);
+	if (st.id == 0 || st.name == NULL || st.uid == NULL || st.namespace == NULL ||
+		strcmp(st.namespace, ns->name) != 0 || jobsched_kube_delete_options(st.uid) == NULL)
+		return NULL;
+	st.proven = jobsched_kobject_proven(job, st.name, st.id, &st.run, &st.created_at,
+										&legacy) && !legacy;
+	st.started_at = jobsched_kobject_time(status, "startTime", NULL, NULL);
 
 	finished = jobsched_kobject_finished(job, &succeeded);
 	if (finished && succeeded)
 	{
 		st.state = "succeeded";
-		st.finished_at = jobsched_kobject_string(status, "completionTime", NULL, NULL);
-		if (st.finished_at == NULL)
-			st.finished_at = jobsched_kobject_string(finished, "lastTransitionTime", NULL, NULL);
+		st.finished_at = jobsched_kobject_time(status, "completionTime", NULL, NULL);
+		if (st.finished_at == 0)
+			st.finished_at = jobsched_kobject_time(finished, "lastTransitionTime", NULL, NULL);
 	}
 	else if (finished)
 	{
@@ -194,7 +252,7 @@ sync_observe(SyncNamespace *ns, cJSON *job, bool deleted)
 		char	   *message = jobsched_kobject_string(finished, "message", NULL, NULL);
 
 		st.state = "failed";
-		st.finished_at = jobsched_kobject_string(finished, "lastTransitionTime", NULL, NULL);
+		st.finished_at = jobsched_kobject_time(finished, "lastTransitionTime", NULL, NULL);
 		st.error = psprintf("the Job failed: %s%s%s", reason ? reason : "Failed",
 							message ? ": " : "", message ? message : "");
 	}
@@ -203,117 +261,156 @@ sync_observe(SyncNamespace *ns, cJSON *job, bool deleted)
 		st.state = "gone";
 		st.error = "the Job was deleted before it finished";
 	}
-	else if (st.started_at != NULL || (cJSON_IsNumber(active) && active->valueint > 0))
+	else if (st.started_at != 0 || (cJSON_IsNumber(active) && active->valuedouble > 0))
 		st.state = "running";
 	else
-		return st.id;			/* ours, not started yet: nothing to record */
+		st.state = "submitted";
 
-	sync_queue(ns, &st, jobsched_kobject_string(job, "metadata", "name", NULL));
-	return st.id;
+	sync_queue(&st);
+	return st.uid;
 }
 
-static void
-sync_start(SyncNamespace *ns, KubeRequest **slot, const char *path,
-		   KubeDoneCallback on_done, long timeout_ms)
+static KubeRequest *
+sync_start(SyncNamespace *ns, const char *path, KubeDoneCallback on_done,
+		   long timeout_ms, size_t max_response)
 {
 	MemoryContext old = MemoryContextSwitchTo(sync_cxt);
 	KubeRequest *req = jobsched_kube_request_new(KUBE_GET, path, NULL, on_done, ns, 0);
 
 	MemoryContextSwitchTo(old);
 	req->timeout_ms = timeout_ms;
+	req->max_response = max_response;
 	jobsched_kube_request_start(req);
-	*slot = req;
+	return req;
 }
 
 static void
-sync_start_list(SyncNamespace *ns, const char *continue_token)
+sync_start_list(SyncNamespace *ns)
 {
 	char	   *path;
 
-	if (continue_token == NULL)
+	if (ns->continue_token == NULL)
 	{
+		sync_forget_listing(ns);
 		ns->list_started_at = GetCurrentTimestamp();
-		ns->nseen = 0;
-		path = psprintf("/apis/batch/v1/namespaces/%s/jobs?labelSelector=%s&limit=%d",
-						ns->name, sync_selector, SYNC_PAGE_SIZE);
 	}
-	else
-		path = psprintf("/apis/batch/v1/namespaces/%s/jobs?labelSelector=%s&limit=%d&continue=%s",
-						ns->name, sync_selector, SYNC_PAGE_SIZE,
-						jobsched_kube_escape(continue_token));
-	sync_start(ns, &ns->list_req, path, sync_list_done, 0);
+	path = psprintf("/apis/batch/v1/namespaces/%s/jobs?labelSelector=%s&limit=%d%s%s",
+					ns->name, jobsched_kube_instance_selector(), ns->page_limit,
+					ns->continue_token ? "&continue=" : "",
+					ns->continue_token ? jobsched_kube_escape(ns->continue_token) : "");
+	ns->list_req = sync_start(ns, path, sync_list_done, 0,
+							  ns->page_limit == 1 ? SYNC_BIG_RESPONSE : 0);
+}
+
+/* how long the server should keep a watch open: about sync_interval */
+static int
+sync_watch_seconds(void)
+{
+	return Max(1, Min(jobsched_sync_interval / 1000, SYNC_WATCH_MAX_S));
 }
 
 static void
 sync_start_watch(SyncNamespace *ns)
 {
+	int			seconds = sync_watch_seconds();
 	char	   *path;
 
 	path = psprintf("/apis/batch/v1/namespaces/%s/jobs?watch=1&allowWatchBookmarks=true"
 					"&labelSelector=%s&resourceVersion=%s&timeoutSeconds=%d",
-					ns->name, sync_selector, ns->resource_version, SYNC_WATCH_SECONDS);
-	sync_start(ns, &ns->watch_req, path, sync_watch_done,
-			   (SYNC_WATCH_SECONDS + 30) * 1000L);
+					ns->name, jobsched_kube_instance_selector(), ns->resource_version,
+					seconds);
+	ns->watch_started_at = GetCurrentTimestamp();
+	ns->watch_req = sync_start(ns, path, sync_watch_done, (seconds + 5) * 1000L,
+							   SYNC_BIG_RESPONSE);
 }
 
 static void
-sync_retry_later(SyncNamespace *ns, KubeRequest *req, TimestampTz *when)
+sync_note_failure(SyncNamespace *ns, KubeRequest *req, const char *what)
 {
 	char	   *why = jobsched_kube_describe_failure(req);
 
-	jobsched_shmem_set_error(why);
+	jobsched_shmem_set_error(psprintf("status sync (%s, namespace %s): %s", what, ns->name, why));
 	ereport(DEBUG1,
-			(errmsg_internal("jobsched: status sync of namespace \"%s\": %s", ns->name, why)));
-	*when = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SYNC_RETRY_MS);
+			(errmsg_internal("status sync of namespace \"%s\": %s", ns->name, why)));
+}
+
+/* Note a uid the listing saw. */
+static void
+sync_seen(SyncNamespace *ns, const char *uid)
+{
+	MemoryContext old = MemoryContextSwitchTo(ns->listing_cxt);
+
+	if (ns->nseen == ns->seen_cap)
+	{
+		ns->seen_cap = Max(ns->seen_cap * 2, 1024);
+		ns->seen = ns->seen ? repalloc_huge(ns->seen, sizeof(char *) * ns->seen_cap) :
+			palloc(sizeof(char *) * ns->seen_cap);
+	}
+	ns->seen[ns->nseen++] = pstrdup(uid);
+	MemoryContextSwitchTo(old);
 }
 
 static void
 sync_list_done(KubeRequest *req)
 {
 	SyncNamespace *ns = (SyncNamespace *) req->owner;
-	cJSON	   *root = NULL;
+	cJSON	   *root;
 	cJSON	   *item;
 	char	   *next;
 	char	   *rv;
 
 	ns->list_req = NULL;
-	if ((root = jobsched_kobject_parse(req)) == NULL)
+	if (req->overflow && ns->page_limit > 1)
 	{
-		if (req->curl_result == 0 && req->http_status == 410)
-			ns->next_list_at = 0;	/* continue token expired: start over */
-		else
-			sync_retry_later(ns, req, &ns->next_list_at);
-		ns->nseen = 0;
+		/* a page too large to read: ask for the same page, smaller */
+		ns->page_limit = Max(ns->page_limit / 2, 1);
+		ns->next_list_at = 0;
 		jobsched_kube_request_free(req);
 		return;
 	}
+	root = jobsched_kobject_parse(req);
+	if (root == NULL)
+	{
+		if (req->curl_result == 0 && req->http_status == 410)
+		{
+			/* continue token expired: start over */
+			sync_forget_listing(ns);
+			ns->next_list_at = 0;
+		}
+		else
+		{
+			sync_note_failure(ns, req, "list");
+			ns->next_list_at = sync_retry_at(++ns->list_failures);
+		}
+		jobsched_kube_request_free(req);
+		return;
+	}
+	ns->list_failures = 0;
 
 	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(root, "items"))
 	{
-		int64		id = sync_observe(ns, item, false);
+		char	   *uid = sync_observe(ns, item, false);
 
-		if (id == 0)
-			continue;
-		if (ns->nseen == ns->seen_cap)
-		{
-			ns->seen_cap = Max(ns->seen_cap * 2, 1024);
-			ns->seen = ns->seen ?
-				repalloc(ns->seen, sizeof(int64) * ns->seen_cap) :
-				MemoryContextAlloc(sync_cxt, sizeof(int64) * ns->seen_cap);
-		}
-		ns->seen[ns->nseen++] = id;
+		if (uid)
+			sync_seen(ns, uid);
 	}
 
 	next = jobsched_kobject_string(root, "metadata", "continue", NULL);
 	rv = jobsched_kobject_string(root, "metadata", "resourceVersion", NULL);
 	if (next && next[0] != '\0')
-		sync_start_list(ns, next);
+	{
+		ns->continue_token = MemoryContextStrdup(ns->listing_cxt, next);
+		ns->page_limit = Min(ns->page_limit * 2, SYNC_PAGE_SIZE);
+		ns->next_list_at = 0;
+	}
 	else
 	{
+		ns->continue_token = NULL;
 		ns->check_missing = true;
 		ns->next_list_at = TimestampTzPlusMilliseconds(ns->list_started_at,
-													   jobsched_sync_interval);
-		if (ns->watch_req == NULL && rv)
+													   Max(SYNC_RELIST_MS,
+														   jobsched_sync_interval));
+		if (ns->watch_req == NULL && rv && strlen(rv) < sizeof(ns->resource_version))
 		{
 			strlcpy(ns->resource_version, rv, sizeof(ns->resource_version));
 			ns->next_watch_at = 0;
@@ -345,14 +442,14 @@ sync_watch_event(SyncNamespace *ns, const char *line)
 		cJSON	   *code = cJSON_GetObjectItemCaseSensitive(type ? object : event, "code");
 
 		/* 410 Gone: our resourceVersion is too old; relist now */
-		if (cJSON_IsNumber(code) && code->valueint == 410)
+		if (cJSON_IsNumber(code) && code->valuedouble == 410)
 		{
 			ns->resource_version[0] = '\0';
+			sync_forget_listing(ns);
 			ns->next_list_at = 0;
 		}
 		else
-			ns->next_watch_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															SYNC_RETRY_MS);
+			ns->next_watch_at = sync_retry_at(++ns->watch_failures);
 		keep = false;
 	}
 	else
@@ -362,7 +459,7 @@ sync_watch_event(SyncNamespace *ns, const char *line)
 		else if (strcmp(type, "DELETED") == 0)
 			(void) sync_observe(ns, object, true);
 		/* BOOKMARK: only the resourceVersion matters */
-		if (rv)
+		if (rv && strlen(rv) < sizeof(ns->resource_version))
 			strlcpy(ns->resource_version, rv, sizeof(ns->resource_version));
 	}
 	cJSON_Delete(event);
@@ -385,9 +482,7 @@ sync_read_watch(SyncNamespace *ns)
 		*nl = '\0';
 		if (!sync_watch_event(ns, req->response + start))
 		{
-			jobsched_kube_request_cancel(req);
-			jobsched_kube_request_free(req);
-			ns->watch_req = NULL;
+			sync_stop_request(&ns->watch_req);
 			return;
 		}
 		start = nl - req->response + 1;
@@ -401,6 +496,7 @@ sync_watch_done(KubeRequest *req)
 {
 	SyncNamespace *ns = (SyncNamespace *) req->owner;
 	bool		failed = (req->curl_result != 0 || req->http_status != 200);
+	long		lasted_ms = (long) ((GetCurrentTimestamp() - ns->watch_started_at) / 1000);
 
 	if (!failed)
 	{
@@ -412,12 +508,24 @@ sync_watch_done(KubeRequest *req)
 	if (failed && req->curl_result == 0 && req->http_status == 410)
 	{
 		ns->resource_version[0] = '\0';
+		sync_forget_listing(ns);
 		ns->next_list_at = 0;
 	}
 	else if (failed)
-		sync_retry_later(ns, req, &ns->next_watch_at);
+	{
+		sync_note_failure(ns, req, "watch");
+		ns->next_watch_at = sync_retry_at(++ns->watch_failures);
+	}
+	else if (lasted_ms < Min(SYNC_SHORT_WATCH_MS, sync_watch_seconds() * 500L))
+	{
+		/* the server ended it at once: do not make that a storm */
+		ns->next_watch_at = sync_retry_at(++ns->watch_failures);
+	}
 	else
-		ns->next_watch_at = 0;	/* timed out normally: watch again */
+	{
+		ns->watch_failures = 0;
+		ns->next_watch_at = 0;	/* ended as asked: watch on */
+	}
 	jobsched_kube_request_free(req);
 }
 
@@ -425,8 +533,8 @@ sync_watch_done(KubeRequest *req)
 static void
 sync_pods_done(KubeRequest *req)
 {
-	int64		job_id = *(int64 *) req->owner;
-	cJSON	   *root = NULL;
+	int64		job_id = (int64) req->tag;
+	cJSON	   *root;
 	cJSON	   *pod;
 	char	   *detail = NULL;
 
@@ -441,14 +549,17 @@ sync_pods_done(KubeRequest *req)
 				cJSON	   *term = jobsched_kobject_get(cs, "state", "terminated", NULL);
 				cJSON	   *code = jobsched_kobject_get(term, "exitCode", NULL, NULL);
 				char	   *reason = jobsched_kobject_string(term, "reason", NULL, NULL);
+				char	   *pod_name = jobsched_kobject_string(pod, "metadata", "name", NULL);
+				char	   *container = jobsched_kobject_string(cs, "name", NULL, NULL);
 
-				if (term == NULL || (cJSON_IsNumber(code) && code->valueint == 0))
+				if (term == NULL || (cJSON_IsNumber(code) && code->valuedouble == 0))
 					continue;
-				detail = psprintf("pod %s container %s: %s, exit code %d",
-								  jobsched_kobject_string(pod, "metadata", "name", NULL),
-								  jobsched_kobject_string(cs, "name", NULL, NULL),
-								  reason ? reason : "terminated",
-								  cJSON_IsNumber(code) ? code->valueint : -1);
+				detail = jobsched_clean_text(psprintf("pod %s container %s: %s, exit code %d",
+													  pod_name ? pod_name : "?",
+													  container ? container : "?",
+													  reason ? reason : "terminated",
+													  cJSON_IsNumber(code) ? code->valueint : -1),
+											 SYNC_TEXT_MAX);
 				break;
 			}
 			if (detail)
@@ -458,22 +569,94 @@ sync_pods_done(KubeRequest *req)
 	cJSON_Delete(root);
 	if (detail)
 	{
-		if (jobsched_queue_begin("jobsched: recording pod details"))
+		if (jobsched_queue_begin("jobsched: recording pod details") == QUEUE_READY)
 			jobsched_queue_append_error(job_id, detail);
 		jobsched_queue_end();
 	}
 	jobsched_kube_request_free(req);
+	if (--sync_pods_in_flight == 0)
+		MemoryContextReset(sync_pods_cxt);
+}
+
+/* Ask for the pods of a Job that just failed. */
+static void
+sync_ask_for_pods(const JobschedJobStatus *st)
+{
+	MemoryContext old = MemoryContextSwitchTo(sync_pods_cxt);
+	char	   *path = psprintf("/api/v1/namespaces/%s/pods?labelSelector="
+								"batch.kubernetes.io%%2Fjob-name%%3D%s",
+								st->namespace, jobsched_kube_escape(st->name));
+	KubeRequest *req = jobsched_kube_request_new(KUBE_GET, path, NULL, sync_pods_done,
+												 NULL, 0);
+
+	req->tag = (uint64) st->id;
+	MemoryContextSwitchTo(old);
+	jobsched_kube_request_start(req);
+	sync_pods_in_flight++;
+}
+
+/* an event, and its place in the order events came */
+typedef struct SyncRef
+{
+	JobschedJobStatus *st;
+	int			seq;
+} SyncRef;
+
+/* by job, the latest event first */
+static int
+sync_ref_cmp(const void *a, const void *b)
+{
+	const SyncRef *x = a;
+	const SyncRef *y = b;
+
+	if (x->st->id != y->st->id)
+		return x->st->id < y->st->id ? -1 : 1;
+	return y->seq - x->seq;
 }
 
 static int
-sync_pending_cmp(const void *a, const void *b)
+sync_status_cmp(const void *a, const void *b)
 {
-	const SyncPending *x = a;
-	const SyncPending *y = b;
+	const JobschedJobStatus *x = a;
+	const JobschedJobStatus *y = b;
 
-	if (x->status.id != y->status.id)
-		return x->status.id < y->status.id ? -1 : 1;
-	return x->seq - y->seq;
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
+	return 0;
+}
+
+static int
+sync_uid_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * After a complete listing: rows whose Job existed before it began but was
+ * not in it were deleted behind our back.  Sorting the uids seen makes it
+ * n log n, however many Jobs there are.
+ */
+static void
+sync_check_missing(SyncNamespace *ns, MemoryContext cxt)
+{
+	JobschedLiveJob *live;
+	int64	   *missing;
+	int			nmissing = 0;
+	int			nlive;
+	int			i;
+
+	nlive = jobsched_queue_live_jobs(ns->name, ns->list_started_at, cxt, &live);
+	if (nlive == 0)
+		return;
+	if (ns->nseen > 1)
+		qsort(ns->seen, ns->nseen, sizeof(char *), sync_uid_cmp);
+	missing = MemoryContextAlloc(cxt, sizeof(int64) * nlive);
+	for (i = 0; i < nlive; i++)
+		if (ns->nseen == 0 ||
+			bsearch(&live[i].uid, ns->seen, ns->nseen, sizeof(char *), sync_uid_cmp) == NULL)
+			missing[nmissing++] = live[i].id;
+	if (nmissing > 0)
+		jobsched_queue_mark_missing(missing, nmissing);
 }
 
 /* Record what was seen: the latest status per job, then missing Jobs. */
@@ -481,12 +664,14 @@ static void
 sync_flush(void)
 {
 	JobschedJobStatus *statuses;
-	List	   *failed = NIL;
-	ListCell   *lc;
+	SyncRef    *refs;
+	int64	   *failed = NULL;
+	int			nfailed = 0;
 	dlist_iter	iter;
 	int			n = 0;
 	int			i;
 	bool		any_missing = false;
+	QueueState	state;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	dlist_foreach(iter, &sync_namespaces)
@@ -494,58 +679,54 @@ sync_flush(void)
 	if (sync_npending == 0 && !any_missing)
 		return;
 
-	qsort(sync_pending, sync_npending, sizeof(SyncPending), sync_pending_cmp);
-	statuses = palloc(sizeof(JobschedJobStatus) * Max(sync_npending, 1));
+	/* the latest event of each job, in order of id */
+	refs = palloc(sizeof(SyncRef) * Max(sync_npending, 1));
 	for (i = 0; i < sync_npending; i++)
 	{
-		/* keep the last event of each job */
-		if (i + 1 < sync_npending && sync_pending[i + 1].status.id == sync_pending[i].status.id)
-			continue;
-		statuses[n++] = sync_pending[i].status;
+		refs[i].st = &sync_pending[i];
+		refs[i].seq = i;
 	}
+	qsort(refs, sync_npending, sizeof(SyncRef), sync_ref_cmp);
+	statuses = palloc(sizeof(JobschedJobStatus) * Max(sync_npending, 1));
+	for (i = 0; i < sync_npending; i++)
+		if (n == 0 || statuses[n - 1].id != refs[i].st->id)
+			statuses[n++] = *refs[i].st;
 
-	if (jobsched_queue_begin("jobsched: recording Job status"))
+	state = jobsched_queue_begin("jobsched: recording Job status");
+	if (state == QUEUE_READY)
 	{
 		if (n > 0)
-			failed = jobsched_queue_apply_status(statuses, n, cxt);
+			nfailed = jobsched_queue_apply_status(statuses, n, cxt, &failed);
 		dlist_foreach(iter, &sync_namespaces)
 		{
 			SyncNamespace *ns = dlist_container(SyncNamespace, node, iter.cur);
 
-			if (!ns->check_missing)
-				continue;
-			jobsched_queue_mark_missing(ns->name, ns->list_started_at, ns->seen, ns->nseen);
-			ns->check_missing = false;
+			if (ns->check_missing)
+				sync_check_missing(ns, cxt);
 		}
 	}
 	jobsched_queue_end();
+	if (state == QUEUE_BUSY)
+		return;					/* all of it waits for the next pass */
 
-	/* ask for the pods of the jobs that just failed */
-	foreach(lc, failed)
+	dlist_foreach(iter, &sync_namespaces)
 	{
-		int64		id = *(int64 *) lfirst(lc);
+		SyncNamespace *ns = dlist_container(SyncNamespace, node, iter.cur);
 
-		for (i = 0; i < sync_npending; i++)
-		{
-			SyncPending *p = &sync_pending[i];
+		if (ns->check_missing && ns->list_req == NULL && ns->continue_token == NULL)
+			sync_forget_listing(ns);
+	}
 
-			if (p->status.id == id && p->name[0] != '\0')
-			{
-				MemoryContext old = MemoryContextSwitchTo(sync_cxt);
-				int64	   *owner = palloc(sizeof(int64));
-				char	   *path = psprintf("/api/v1/namespaces/%s/pods?labelSelector="
-											"batch.kubernetes.io%%2Fjob-name%%3D%s",
-											p->namespace, p->name);
-				KubeRequest *req;
+	/* ask for the pods of the Jobs that just failed */
+	for (i = 0; i < nfailed; i++)
+	{
+		JobschedJobStatus key;
+		JobschedJobStatus *st;
 
-				*owner = id;
-				req = jobsched_kube_request_new(KUBE_GET, path, NULL, sync_pods_done,
-												owner, 0);
-				MemoryContextSwitchTo(old);
-				jobsched_kube_request_start(req);
-				break;
-			}
-		}
+		key.id = failed[i];
+		st = bsearch(&key, statuses, n, sizeof(JobschedJobStatus), sync_status_cmp);
+		if (st)
+			sync_ask_for_pods(st);
 	}
 
 	MemoryContextReset(sync_batch_cxt);
@@ -563,14 +744,14 @@ sync_refresh_namespaces(TimestampTz now)
 	List	   *names = NIL;
 	ListCell   *lc;
 	dlist_mutable_iter miter;
-	bool		ready;
+	QueueState	state;
 
-	sync_next_refresh = TimestampTzPlusMilliseconds(now, jobsched_sync_interval);
-	ready = jobsched_queue_begin("jobsched: listing namespaces");
-	if (ready)
+	sync_last_refresh = now;
+	state = jobsched_queue_begin("jobsched: listing namespaces");
+	if (state == QUEUE_READY)
 		names = jobsched_queue_namespaces(default_ns, cxt);
 	jobsched_queue_end();
-	if (!ready)
+	if (state != QUEUE_READY)
 		return;
 
 	dlist_foreach_modify(miter, &sync_namespaces)
@@ -587,25 +768,24 @@ sync_refresh_namespaces(TimestampTz now)
 			if (strcmp(cand->name, name) == 0)
 				ns = cand;
 		}
-		if (ns == NULL)
+		if (ns == NULL && strlen(name) < sizeof(ns->name))
 		{
 			ns = MemoryContextAllocZero(sync_cxt, sizeof(SyncNamespace));
 			strlcpy(ns->name, name, sizeof(ns->name));
+			ns->page_limit = SYNC_PAGE_SIZE;
+			ns->listing_cxt = AllocSetContextCreate(sync_cxt, "jobsched sync listing",
+													ALLOCSET_DEFAULT_SIZES);
 			dlist_push_tail(&sync_namespaces, &ns->node);
 		}
-		ns->in_use = true;
+		if (ns)
+			ns->in_use = true;
 	}
 	dlist_foreach_modify(miter, &sync_namespaces)
 	{
 		SyncNamespace *ns = dlist_container(SyncNamespace, node, miter.cur);
 
-		if (ns->in_use)
-			continue;
-		sync_stop_namespace(ns);
-		dlist_delete(miter.cur);
-		if (ns->seen)
-			pfree(ns->seen);
-		pfree(ns);
+		if (!ns->in_use)
+			sync_drop_namespace(ns);
 	}
 }
 
@@ -618,6 +798,7 @@ long
 jobsched_sync_run(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz next_refresh;
 	long		timeout;
 	dlist_iter	iter;
 
@@ -628,17 +809,22 @@ jobsched_sync_run(void)
 		return -1;
 	}
 
-	if (now >= sync_next_refresh)
+	/* computed each time, so a lowered sync_interval applies at once */
+	next_refresh = sync_last_refresh + (TimestampTz) jobsched_sync_interval * 1000;
+	if (now >= next_refresh)
+	{
 		sync_refresh_namespaces(now);
+		next_refresh = now + (TimestampTz) jobsched_sync_interval * 1000;
+	}
 
-	timeout = jobsched_ms_until(now, sync_next_refresh);
+	timeout = jobsched_ms_until(now, next_refresh);
 	dlist_foreach(iter, &sync_namespaces)
 	{
 		SyncNamespace *ns = dlist_container(SyncNamespace, node, iter.cur);
 
 		sync_read_watch(ns);
 		if (ns->list_req == NULL && now >= ns->next_list_at)
-			sync_start_list(ns, NULL);
+			sync_start_list(ns);
 		if (ns->watch_req == NULL && ns->resource_version[0] != '\0' &&
 			now >= ns->next_watch_at)
 			sync_start_watch(ns);

@@ -33,6 +33,8 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "cancel.h"
+#include "cleanup.h"
 #include "dispatch.h"
 #include "jobsched.h"
 #include "kube.h"
@@ -69,14 +71,6 @@ worker_on_exit(int code, Datum arg)
 	jobsched_shmem_set_worker(0, -1);
 }
 
-static void
-worker_set_listening(bool listening)
-{
-	SpinLockAcquire(&jobsched_shared->mutex);
-	jobsched_shared->listening = listening;
-	SpinLockRelease(&jobsched_shared->mutex);
-}
-
 /*
  * LISTEN on jobsched.channel (again, if it changed).  SQL LISTEN is refused
  * in a background worker; Async_Listen registers us at commit.
@@ -98,8 +92,8 @@ worker_listen(void)
 	if (worker_listening_channel)
 		pfree(worker_listening_channel);
 	worker_listening_channel = MemoryContextStrdup(TopMemoryContext, jobsched_channel);
-	worker_set_listening(true);
-	elog(DEBUG1, "jobsched worker listening on channel \"%s\"", jobsched_channel);
+	jobsched_shmem_set_listening(true);
+	elog(DEBUG1, "listening on channel \"%s\"", jobsched_channel);
 }
 
 /*
@@ -130,6 +124,10 @@ worker_check_cancel_requests(void)
 	}
 }
 
+/*
+ * The settings changed (SIGHUP): every duty takes them up at once, a pause
+ * of submissions is lifted, and settings that may hurt are said in the log.
+ */
 static void
 worker_reload(void)
 {
@@ -137,30 +135,10 @@ worker_reload(void)
 	ProcessConfigFile(PGC_SIGHUP);
 	jobsched_kube_configure();
 	jobsched_shmem_publish_config();
-	jobsched_dispatch_wake();
-}
-
-/*
- * Milliseconds from now until then, rounded up so a sleep never ends just
- * before a deadline; 0 once it has passed.  For the duties' run functions.
- */
-long
-jobsched_ms_until(TimestampTz now, TimestampTz then)
-{
-	if (then <= now)
-		return 0;
-	return (long) Min((then - now) / 1000 + 1, (TimestampTz) INT_MAX);
-}
-
-/* the shorter of two sleeps; -1 is "until woken" */
-static long
-worker_min_timeout(long a, long b)
-{
-	if (a < 0)
-		return b;
-	if (b < 0)
-		return a;
-	return Min(a, b);
+	jobsched_dispatch_reload();
+	jobsched_sync_reload();
+	jobsched_cancel_wake();
+	jobsched_guc_warn_risky();
 }
 
 static void
@@ -184,15 +162,16 @@ worker_loop(void)
 		timeout = jobsched_dispatch_run();
 		/* creates go out before the other duties run */
 		jobsched_kube_kick();
-		timeout = worker_min_timeout(timeout, jobsched_cancel_run());
-		timeout = worker_min_timeout(timeout, jobsched_sync_run());
-		timeout = worker_min_timeout(timeout, jobsched_cleanup_run());
+		if (jobsched_dispatch_take_cancel_due())
+			jobsched_cancel_wake();
+		timeout = jobsched_min_timeout(timeout, jobsched_cancel_run());
+		timeout = jobsched_min_timeout(timeout, jobsched_sync_run());
+		timeout = jobsched_min_timeout(timeout, jobsched_cleanup_run());
 
 		if (jobsched_kube_wait(timeout, PG_WAIT_EXTENSION))
 		{
 			ResetLatch(MyLatch);
-			pg_atomic_write_u64(&jobsched_shared->wakeups,
-								pg_atomic_read_u64(&jobsched_shared->wakeups) + 1);
+			jobsched_shmem_count_wakeup();
 			jobsched_dispatch_wake();
 		}
 		while ((req = jobsched_kube_next_done()) != NULL)
@@ -246,6 +225,16 @@ jobsched_worker_main(Datum main_arg)
 	pgstat_report_appname("jobsched worker");
 
 	/*
+	 * The worker runs as the bootstrap superuser inside someone else's
+	 * database.  Nothing a user can create may change what it executes: its
+	 * statements resolve names in pg_catalog only (pg_temp, last, is never
+	 * searched for functions or operators), as PostgreSQL's own advice for
+	 * SECURITY DEFINER functions says.  The statements name their tables
+	 * with their schema as well.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
 	 * Our own bookkeeping may be lost in a crash without harm: claimed rows
 	 * are recovered and retried creates meet 409 for Jobs that are ours.
 	 * Not waiting for the WAL flush keeps the worker fast.
@@ -275,9 +264,10 @@ jobsched_worker_main(Datum main_arg)
 	jobsched_cleanup_init();
 	jobsched_kube_init();
 	jobsched_shmem_publish_config();
+	jobsched_guc_warn_risky();
 
 	ereport(LOG,
-			(errmsg("jobsched worker started for database \"%s\"", jobsched_database),
+			(errmsg("worker started for database \"%s\"", jobsched_database),
 			 errdetail("Kubernetes API at %s, wake mode %s.",
 					   jobsched_kube_url(),
 					   jobsched_wake_mode_name(jobsched_wake_mode))));

@@ -4,6 +4,8 @@ Kubernetes API test server (test/kube-api) on loopback with a fresh CA.
 Both are started once per session.  Each test starts from an empty queue,
 an empty API server and the default settings.
 """
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -67,3 +69,24 @@ def pg(pg_cluster, api):
 def submit(pg, params=None, job_type="echo"):
     return pg.value("SELECT jobsched.submit(%s, %s)",
                     (job_type, json.dumps(params if params is not None else {"args": ["hi"]})))
+
+
+def proof_for(pg, namespace, name, job_id, run, created_usec):
+    """A jobsched.io/proof as the worker makes it: an HMAC-SHA256 with the
+    installation's secret (readable by superusers) over the Job's namespace
+    and name and the row's id, run and creation time."""
+    secret = pg.value("SELECT secret FROM jobsched.installation ORDER BY created_at LIMIT 1")
+    message = f"v1\n{namespace}\n{name}\n{job_id}\n{run}\n{created_usec}".encode()
+    mac = hmac.new(bytes(secret), message, hashlib.sha256).hexdigest()
+    return f"v1:{run}:{created_usec}:{mac}"
+
+
+def expected_proof(pg, job_id):
+    """The jobsched.io/proof a Job of this job's current run must carry."""
+    ns, name, run, created = pg.query(
+        "SELECT coalesce(j.k8s_namespace, t.namespace, current_setting('jobsched.namespace')),"
+        "       jobsched.job_name(j.type, j.id, j.run), j.run,"
+        "       ((extract(epoch FROM j.created_at) - 946684800) * 1000000)::bigint"
+        "  FROM jobsched.jobs j JOIN jobsched.job_types t ON t.name = j.type"
+        " WHERE j.id = %s", (job_id,))[0]
+    return proof_for(pg, ns, name, job_id, run, created)

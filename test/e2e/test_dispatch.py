@@ -7,7 +7,7 @@ import time
 import psycopg2
 import pytest
 
-from conftest import JOB_TEMPLATE, submit
+from conftest import JOB_TEMPLATE, expected_proof, submit
 from harness import NAMESPACE, TOKEN, wait_for
 
 
@@ -30,9 +30,16 @@ def test_pending_to_submitted_with_exactly_the_expected_body(pg, api):
     assert post["path"] == f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"
     assert post["query"].get("fieldValidation") == "Strict"
     assert post["token_ok"] is True
-    assert post["body"] == expected
-
     body = post["body"]
+    # the worker signs the Job and its pods; render() cannot (no secret)
+    proofs = [body["metadata"]["annotations"].pop("jobsched.io/proof"),
+              body["spec"]["template"]["metadata"]["annotations"].pop("jobsched.io/proof")]
+    for meta in (body["metadata"], body["spec"]["template"]["metadata"]):
+        if not meta["annotations"]:
+            del meta["annotations"]
+    assert body == expected
+    assert proofs[0] == proofs[1] == expected_proof(pg, job_id)
+
     name = pg.value("SELECT jobsched.job_name('echo', %s)", (job_id,))
     assert body["metadata"]["name"] == name
     assert body["metadata"]["namespace"] == NAMESPACE
@@ -73,13 +80,14 @@ def test_100_jobs_in_one_transaction_are_each_submitted_once(pg, api):
 def test_api_down_then_back(pg, api):
     pg.set_config(kube_api_url="https://127.0.0.1:1")
     ids = [submit(pg) for _ in range(5)]
-    wait_for("attempts while the API is down",
-             lambda: all(j["attempts"] >= 1 and j["state"] == "pending" for j in pg.jobs()))
-    job = pg.job(ids[0])
-    assert "could not reach the Kubernetes API" in job["last_error"]
-    assert job["retryable_failures"] >= 1
-    st = pg.status()
-    assert "could not reach" in st["last_error"]
+    wait_for("an attempt and a pause while the API is down",
+             lambda: pg.status()["paused_until"] is not None and
+             any(j["attempts"] >= 1 for j in pg.jobs()))
+    assert {j["state"] for j in pg.jobs()} == {"pending"}
+    tried = [j for j in pg.jobs() if j["attempts"] >= 1]
+    assert "could not reach the Kubernetes API" in tried[0]["last_error"]
+    assert tried[0]["retryable_failures"] >= 1
+    assert "could not reach" in pg.status()["last_error"]
     assert api.creates() == []
 
     pg.set_config(kube_api_url=None)
@@ -197,18 +205,29 @@ def test_conflict_with_our_own_job_counts_as_submitted(pg, api):
     assert len(api.jobs()) == 1
 
 
-def test_conflict_with_someone_elses_job_fails(pg, api):
+@pytest.mark.parametrize("forged", [False, True])
+def test_conflict_with_someone_elses_job_fails(pg, api, forged):
+    """A Job that squats on the name is never adopted, not even one that
+    carries this row's labels: only a proof made with the secret counts."""
     job_id = pg.value("SELECT nextval(pg_get_serial_sequence('jobsched.jobs', 'id'))") + 1
     name = pg.value("SELECT jobsched.job_name('echo', %s)", (job_id,))
+    labels = {"team": "other"}
+    annotations = {}
+    if forged:
+        labels = {"app.kubernetes.io/managed-by": "jobsched", "jobsched.io/job-id": str(job_id),
+                  "jobsched.io/type": "echo", "jobsched.io/instance": pg.status()["instance"]}
+        annotations = {"jobsched.io/proof": "v1:0:1:" + "0" * 64}
     api.call("POST", "/objects", {"kind": "Job", "object": {
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"team": "other"}},
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels,
+                     "annotations": annotations},
         "spec": {"template": {"spec": {"restartPolicy": "Never",
                                        "containers": [{"name": "x", "image": "busybox"}]}}}}})
     assert submit(pg) == job_id
     job = pg.wait_state(job_id, "failed")
     assert "already exists" in job["last_error"]
-    assert "not created by this job" in job["last_error"]
+    assert "is not this job's" in job["last_error"]
+    assert job["k8s_uid"] is None
 
 
 def test_a_row_that_cannot_be_updated_does_not_hold_up_the_others(pg, api):
@@ -249,12 +268,19 @@ def test_a_row_that_cannot_be_updated_does_not_hold_up_the_others(pg, api):
 
 def test_transient_errors_fail_the_job_after_max_attempts(pg, api):
     pg.set_config(max_attempts=3)
-    api.fault(mode="status", status=503)
+    # a 503 to a create may come after the Job was stored: before failing
+    # the row, the worker looks the Job up, and fails it only on a 404
+    api.fault(mode="status", status=503, methods=["POST"])
     job_id = submit(pg)
     job = pg.wait_state(job_id, "failed", timeout=30)
     assert job["attempts"] == 3
     assert "gave up after 3 attempts" in job["last_error"]
+    assert "no Job of it exists" in job["last_error"]
     assert "503" in job["last_error"]
+    name = job["k8s_name"]
+    lookups = [r for r in api.requests("GET") if r["path"].endswith("/jobs/" + name)]
+    assert lookups and lookups[-1]["status"] == 404
+    assert api.jobs() == []
 
 
 def test_sighup_changes_a_setting_live(pg, api):

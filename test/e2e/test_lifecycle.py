@@ -5,7 +5,7 @@ import json
 import psycopg2
 import pytest
 
-from conftest import submit
+from conftest import proof_for, submit
 from harness import NAMESPACE, wait_for
 
 OLD = "2020-01-01T00:00:00Z"
@@ -166,7 +166,8 @@ def test_cancel_deletes_the_job_and_its_pods(pg, api, phase):
     assert done["k8s_deleted_at"] is not None
     deletes = api.requests("DELETE")
     assert len(deletes) == 1
-    assert deletes[0]["query"]["propagationPolicy"] == "Background"
+    assert deletes[0]["body"]["propagationPolicy"] == "Background"
+    assert deletes[0]["body"]["preconditions"] == {"uid": row["k8s_uid"]}
     assert server_job(api, row["k8s_name"]) is None
     assert server_pods(api, row["k8s_name"]) == []
 
@@ -249,7 +250,12 @@ def test_cleanup_deletes_old_jobs_and_their_pods(pg, api):
     assert server_pods(api, old_active["k8s_name"]) == []
     assert server_pods(api, young["k8s_name"])
     deletes = [r for r in api.requests("DELETE") if "/jobs/" in r["path"]]
-    assert all(r["query"].get("propagationPolicy") == "Background" for r in deletes)
+    uids = {j["k8s_name"]: j["k8s_uid"] for j in (old_done, old_active)}
+    assert sorted(r["path"].rsplit("/", 1)[1] for r in deletes) == sorted(uids)
+    for r in deletes:
+        # the pods go with their Job, and only the Job we mean is deleted
+        assert r["body"]["propagationPolicy"] == "Background"
+        assert r["body"]["preconditions"] == {"uid": uids[r["path"].rsplit("/", 1)[1]]}
 
     done = pg.job(old_done["id"])
     assert done["state"] == "succeeded" and done["k8s_deleted_at"] is not None
@@ -281,12 +287,19 @@ def test_cleanup_selector_widens_to_every_job(pg, api):
     assert {j["metadata"]["name"] for j in api.jobs()} == {"someone-elses-young"}
 
 
-def orphan_pod(api, pg, name, job_name, when):
+def orphan_pod(api, pg, name, job_name, when, signed=True, job_id=999999):
+    """A pod left behind by a Job of ours that was deleted the batch/v1
+    default way (orphaning): it carries the labels and the proof its pod
+    template gave it.  Unsigned, it is a forgery with our labels."""
+    annotations = {"jobsched.io/proof": proof_for(pg, NAMESPACE, job_name, job_id, 0, 1)} \
+        if signed else {}
     api.call("POST", "/objects", {"kind": "Pod", "object": {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": NAMESPACE, "creationTimestamp": when,
+                     "annotations": annotations,
                      "labels": {"batch.kubernetes.io/job-name": job_name, "job-name": job_name,
-                                "jobsched.io/instance": pg.status()["instance"]}},
+                                "jobsched.io/instance": pg.status()["instance"],
+                                "jobsched.io/job-id": str(job_id)}},
         "spec": {"restartPolicy": "Never", "containers": [{"name": "x", "image": "busybox"}]}}})
 
 
@@ -295,9 +308,12 @@ def test_cleanup_deletes_orphaned_pods(pg, api):
     orphan_pod(api, pg, "old-orphan", "long-gone-job", OLD)
     orphan_pod(api, pg, "young-orphan", "just-gone-job",
                datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    # with our labels but no proof: not ours to delete
+    orphan_pod(api, pg, "forged-orphan", "someone-elses-job", OLD, signed=False)
     st = run_cleanup(pg)
     assert st["last_cleanup_pods_deleted"] == 1
-    assert [p["metadata"]["name"] for p in api.call("GET", "/pods")] == ["young-orphan"]
+    assert sorted(p["metadata"]["name"] for p in api.call("GET", "/pods")) == \
+        ["forged-orphan", "young-orphan"]
 
 
 def test_a_job_finishing_during_cleanup_keeps_its_outcome(pg, api):
@@ -391,6 +407,7 @@ def test_thousands_of_jobs_deleted_behind_our_back_while_syncing(pg, api):
     """kubectl delete jobs --all: every row learns its Job is gone, and the
     worker (a crash of which resets every session of the server) survives."""
     pid = pg.worker_pid()
+    log_start = len(pg.server_log())
     pg.execute("INSERT INTO jobsched.jobs (type, params)"
                " SELECT 'echo', '{\"args\": []}' FROM generate_series(1, 3000)")
     wait_for("3000 jobs submitted", lambda: pg.value(
@@ -400,4 +417,4 @@ def test_thousands_of_jobs_deleted_behind_our_back_while_syncing(pg, api):
         "SELECT count(*) FROM jobsched.jobs WHERE state = 'failed'"
         " AND last_error = 'the Job was deleted before it finished'") == 3000, timeout=120)
     assert pg.worker_pid() == pid
-    assert "terminated by signal" not in pg.server_log()
+    assert "terminated by signal" not in pg.server_log()[log_start:]
