@@ -864,9 +864,9 @@ dispatch_trim_when_idle(TimestampTz now)
  * out claim_delay, commits only note that they came.
  */
 static void
-dispatch_note_claim(int n, TimestampTz now)
+dispatch_note_claim(int n, bool full, TimestampTz now)
 {
-	if (n > 1 && n < jobsched_batch_size && jobsched_claim_delay > 0 &&
+	if (n > 1 && !full && jobsched_claim_delay > 0 &&
 		now - d.last_claim_at < (TimestampTz) n * DISPATCH_STREAM_GAP_US)
 		d.claim_not_before = TimestampTzPlusMilliseconds(now, jobsched_claim_delay);
 	d.last_claim_at = now;
@@ -886,6 +886,7 @@ dispatch_claim(void)
 	char	   *namespace = jobsched_guc_namespace();
 	volatile QueueState state = QUEUE_MISSING;
 	TimestampTz due = 0;
+	bool		full = false;
 
 	cxt = AllocSetContextCreate(d.cxt, "jobsched batch", ALLOCSET_DEFAULT_SIZES);
 	jobsched_wake_doorbell_quiet();
@@ -898,7 +899,7 @@ dispatch_claim(void)
 
 			n = jobsched_queue_claim(jobsched_batch_size,
 									 (int64) jobsched_batch_max_bytes * 1024,
-									 namespace, cxt, &claimed, &due);
+									 namespace, cxt, &claimed, &due, &full);
 			jobs = claimed;
 		}
 		jobsched_queue_end();
@@ -920,12 +921,13 @@ dispatch_claim(void)
 		d.work_maybe = false;
 		return;
 	}
-	d.work_maybe = (n == jobsched_batch_size);
+	/* a claim that ran out of rows or bytes may have left due rows behind */
+	d.work_maybe = full;
 	if (state == QUEUE_READY)
 	{
-		dispatch_note_claim(n, GetCurrentTimestamp());
+		dispatch_note_claim(n, full, GetCurrentTimestamp());
 		/* all due rows taken: wake up when the next one falls due */
-		if (n < jobsched_batch_size && due != 0 && (d.next_due == 0 || due < d.next_due))
+		if (!full && due != 0 && (d.next_due == 0 || due < d.next_due))
 			d.next_due = due;
 	}
 	if (n == 0)

@@ -94,7 +94,7 @@ typedef struct QueueStatement
 "   AND t.name = j.type " \
 "RETURNING j.id, j.type, j.params::text, t.template::text, t.namespace," \
 "          j.attempts, j.retryable_failures, j.priority, j.run, j.created_at," \
-"          j.create_unsettled_at IS NOT NULL, j.last_error," \
+"          j.create_unsettled_at IS NOT NULL, j.last_error, j.params_bytes," \
 /* once per statement: when does the next pending row fall due? */ \
 "          (" QUEUE_NEXT_DUE_SQL ")"
 
@@ -665,13 +665,14 @@ queue_job_order(const void *a, const void *b)
 /*
  * Run one claim statement for rows of every type, every type but the
  * capped ones (only_type NULL), or one capped type.  Appends to *jobs, in
- * priority order.  When it claimed rows, also says when the next pending
- * row falls due (0: none), which the statement computes once.
+ * priority order, and adds the size of their params to *bytes.  When it
+ * claimed rows, also says when the next pending row falls due (0: none),
+ * which the statement computes once.
  */
 static int
 queue_claim_some(QueueStatement *st, int limit, int64 max_bytes, const char *only_type,
 				 const char *default_namespace, MemoryContext cxt,
-				 JobschedJob **jobs, int njobs, TimestampTz *next_due)
+				 JobschedJob **jobs, int njobs, TimestampTz *next_due, int64 *bytes)
 {
 	Datum		args[3];
 	char		nulls[3] = {' ', only_type ? ' ' : 'n', ' '};
@@ -708,11 +709,12 @@ queue_claim_some(QueueStatement *st, int limit, int64 max_bytes, const char *onl
 		job->created_at = queue_time_value(tuple, desc, 10);
 		job->unsettled = queue_bool_value(tuple, desc, 11);
 		job->last_error = queue_text_value(tuple, desc, 12, cxt);
+		*bytes += queue_int_value(tuple, desc, 13);
 		job->outcome = OUTCOME_NONE;
 	}
 	qsort(&(*jobs)[njobs], SPI_processed, sizeof(JobschedJob), queue_job_order);
 	if (next_due)
-		*next_due = queue_time_value(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 13);
+		*next_due = queue_time_value(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 14);
 	return njobs + (int) SPI_processed;
 }
 
@@ -731,8 +733,9 @@ queue_claim_some(QueueStatement *st, int limit, int64 max_bytes, const char *onl
 int
 jobsched_queue_claim(int limit, int64 max_bytes, const char *default_namespace,
 					 MemoryContext cxt, JobschedJob **jobs_out,
-					 TimestampTz *next_due)
+					 TimestampTz *next_due, bool *full)
 {
+	int64		bytes = 0;
 	SPITupleTable *caps;
 	uint64		ncaps;
 	int			njobs;
@@ -740,10 +743,15 @@ jobsched_queue_claim(int limit, int64 max_bytes, const char *default_namespace,
 
 	*jobs_out = NULL;
 	*next_due = 0;
+	*full = false;
 	njobs = queue_claim_some(&queue_claim_uncapped, limit, max_bytes, NULL,
-							 default_namespace, cxt, jobs_out, 0, next_due);
+							 default_namespace, cxt, jobs_out, 0, next_due, &bytes);
 	if (njobs > 0)
-		return njobs;			/* and no type is capped */
+	{
+		/* no type is capped; the rows or the bytes may have run out */
+		*full = (njobs == limit || bytes >= max_bytes);
+		return njobs;
+	}
 	queue_run(&queue_next_due, NULL, NULL, SPI_OK_SELECT);
 	*next_due = queue_time_value(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
@@ -754,17 +762,18 @@ jobsched_queue_claim(int limit, int64 max_bytes, const char *default_namespace,
 	ncaps = SPI_processed;
 
 	njobs = queue_claim_some(&queue_claim_capped, limit, max_bytes, NULL,
-							 default_namespace, cxt, jobs_out, 0, NULL);
-	for (i = 0; i < ncaps && njobs < limit; i++)
+							 default_namespace, cxt, jobs_out, 0, NULL, &bytes);
+	for (i = 0; i < ncaps && njobs < limit && bytes < max_bytes; i++)
 	{
 		char	   *type = SPI_getvalue(caps->vals[i], caps->tupdesc, 1);
 		int			room = queue_int_value(caps->vals[i], caps->tupdesc, 2);
 
 		if (room > 0)
 			njobs = queue_claim_some(&queue_claim_capped, Min(room, limit - njobs),
-									 max_bytes, type, default_namespace, cxt,
-									 jobs_out, njobs, NULL);
+									 max_bytes - bytes, type, default_namespace, cxt,
+									 jobs_out, njobs, NULL, &bytes);
 	}
+	*full = (njobs == limit || bytes >= max_bytes);
 	return njobs;
 }
 

@@ -110,7 +110,7 @@ extern const char *jobsched_queue_schema_version(void);
 extern int	jobsched_queue_recover_claimed(bool *all);
 extern int	jobsched_queue_claim(int limit, int64 max_bytes, const char *default_namespace,
 								 MemoryContext cxt, JobschedJob **jobs_out,
-								 TimestampTz *next_due);
+								 TimestampTz *next_due, bool *full);
 extern bool jobsched_queue_record(JobschedJob **jobs, int njobs, QueueRecorded *recorded);
 extern void jobsched_queue_retry_now(int64 *ids, int n);
 extern List *jobsched_queue_namespaces(const char *default_namespace,
