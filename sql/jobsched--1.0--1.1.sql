@@ -100,6 +100,15 @@ CREATE POLICY jobs_changed_by_their_owner ON jobsched.jobs
 
 ALTER FUNCTION jobsched.wake_worker() SET search_path = pg_catalog, pg_temp;
 
+/* jobsched.retry() updates run, which puts the row back to pending */
+DROP TRIGGER jobs_wake_worker_on_update ON jobsched.jobs;
+CREATE TRIGGER jobs_wake_worker_on_update
+	AFTER UPDATE OF state, run, cancel_requested_at ON jobsched.jobs
+	FOR EACH ROW
+	WHEN ((NEW.state = 'pending' AND OLD.state <> 'pending')
+		  OR (NEW.cancel_requested_at IS NOT NULL AND OLD.cancel_requested_at IS NULL))
+	EXECUTE FUNCTION jobsched.wake_worker();
+
 /*
  * The two requests a user may make of a job: cancel it (set
  * cancel_requested_at) and run it again once it finished (bump run, or put

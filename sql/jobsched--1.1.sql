@@ -237,7 +237,7 @@ CREATE TRIGGER jobs_wake_worker_on_insert
 	EXECUTE FUNCTION jobsched.wake_worker();
 
 CREATE TRIGGER jobs_wake_worker_on_update
-	AFTER UPDATE OF state, cancel_requested_at ON jobsched.jobs
+	AFTER UPDATE OF state, run, cancel_requested_at ON jobsched.jobs
 	FOR EACH ROW
 	WHEN ((NEW.state = 'pending' AND OLD.state <> 'pending')
 		  OR (NEW.cancel_requested_at IS NOT NULL AND OLD.cancel_requested_at IS NULL))

@@ -53,6 +53,9 @@ static uint8 naming_secret[NAMING_SECRET_MAX];
 static int	naming_secret_len = 0;
 static TimestampTz naming_labels_trusted_before = 0;
 
+/* bumped whenever the loaded identity changes (a new installation) */
+static uint32 naming_generation = 0;
+
 /* owns the HMAC contexts, which OpenSSL builds register with a resource owner */
 static ResourceOwner naming_resowner = NULL;
 
@@ -92,6 +95,8 @@ jobsched_installation_load(void)
 				 errmsg("jobsched.installation holds no usable identity"),
 				 errhint("Drop and create the extension again; its Jobs are then no longer recognised as ours.")));
 
+	if (strcmp(naming_instance, instance) != 0)
+		naming_generation++;
 	strlcpy(naming_instance, instance, sizeof(naming_instance));
 	naming_secret_len = VARSIZE_ANY_EXHDR(secret);
 	memcpy(naming_secret, VARDATA_ANY(secret), naming_secret_len);
@@ -106,6 +111,17 @@ jobsched_instance_id(void)
 {
 	Assert(naming_instance[0] != '\0');
 	return naming_instance;
+}
+
+/*
+ * Which identity the worker knows: this changes when the extension was
+ * created again, and whoever keeps state derived from the instance (the
+ * Jobs it follows) starts over.
+ */
+uint32
+jobsched_identity_generation(void)
+{
+	return naming_generation;
 }
 
 /*

@@ -224,9 +224,21 @@ static QueueStatement queue_namespaces = {
 
 /*
  * Rows move forward to what their Jobs say, and only for the Job they
- * created (uid), or, while a create of theirs is unsettled, for a Job whose
- * proof holds for this row's run and creation time.
+ * created (uid), or, while a create of theirs may have happened unseen,
+ * for a Job whose proof holds for this row's run and creation time.  c
+ * holds the rows a status is for; claimed rows (a create in flight, whose
+ * answer is yet to be recorded) and rows someone holds are not changed
+ * now, but said to be deferred, so the caller tries again shortly: the
+ * watch may see a Job before its create's answer is in.
  */
+#define QUEUE_STATUS_FITS(j, o) \
+"   (" j ".k8s_uid = " o ".uid" \
+"    OR (" j ".k8s_uid IS NULL" \
+"        AND (" j ".create_unsettled_at IS NOT NULL OR " j ".state = 'claimed')" \
+"        AND " o ".proven AND " j ".run = " o ".run AND " j ".created_at = " o ".created_at))" \
+"   AND (CASE " o ".state WHEN 'submitted' THEN 1 WHEN 'running' THEN 2 ELSE 3 END) >" \
+"       (CASE " j ".state WHEN 'submitted' THEN 1 WHEN 'running' THEN 2 ELSE 0 END)"
+
 static QueueStatement queue_apply_status = {
 	"WITH o AS (SELECT * FROM ROWS FROM ("
 	"               pg_catalog.unnest($1::int8[]), pg_catalog.unnest($2::text[]),"
@@ -237,11 +249,13 @@ static QueueStatement queue_apply_status = {
 	"               pg_catalog.unnest($11::timestamptz[]))"
 	"             AS o(id, ns, name, uid, state, error, started_at, finished_at,"
 	"                  proven, run, created_at)),"
+	"     c AS (SELECT j.id, j.state FROM jobsched.jobs j JOIN o ON o.id = j.id"
+	"            WHERE j.state IN ('pending', 'claimed', 'submitted', 'running') AND"
+	QUEUE_STATUS_FITS("j", "o") "),"
 	"     l AS (SELECT j.id FROM jobsched.jobs j"
-	"            WHERE j.id = ANY ($1)"
-	"              AND j.state IN ('pending', 'claimed', 'submitted', 'running')"
-	"            FOR UPDATE SKIP LOCKED)"
-	"UPDATE jobsched.jobs j SET"
+	"            WHERE j.id IN (SELECT c.id FROM c WHERE c.state <> 'claimed')"
+	"            FOR UPDATE SKIP LOCKED),"
+	"     u AS (UPDATE jobsched.jobs j SET"
 	"   state = CASE WHEN o.state <> 'gone' THEN o.state"
 	"                WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'"
 	"                ELSE 'failed' END,"
@@ -261,16 +275,16 @@ static QueueStatement queue_apply_status = {
 	"                     WHEN o.state IN ('submitted', 'running', 'succeeded') THEN NULL"
 	"                     ELSE j.last_error END"
 	"  FROM o, l"
-	" WHERE j.id = l.id AND o.id = l.id"
-	"   AND (j.k8s_uid = o.uid"
-	"        OR (j.k8s_uid IS NULL AND j.create_unsettled_at IS NOT NULL AND o.proven"
-	"            AND j.run = o.run AND j.created_at = o.created_at))"
-	"   AND (CASE o.state WHEN 'submitted' THEN 1 WHEN 'running' THEN 2 ELSE 3 END) >"
-	"       (CASE j.state WHEN 'submitted' THEN 1 WHEN 'running' THEN 2 ELSE 0 END) "
-	"RETURNING j.id, j.state = 'failed'",
+	" WHERE j.id = l.id AND o.id = l.id AND j.state <> 'claimed' AND"
+	QUEUE_STATUS_FITS("j", "o")
+	" RETURNING j.id, o.state = 'failed' AS failed)"
+	"SELECT c.id, u.id IS NOT NULL, coalesce(u.failed, false),"
+	"       c.state = 'claimed' OR l.id IS NULL"
+	"  FROM c LEFT JOIN l ON l.id = c.id LEFT JOIN u ON u.id = c.id",
 	11, {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 		TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID,
-	INT4ARRAYOID, TIMESTAMPTZARRAYOID}
+	INT4ARRAYOID, TIMESTAMPTZARRAYOID},
+	.writes = true
 };
 
 /* rows of a namespace whose Job should exist, created before a list began */
@@ -914,11 +928,14 @@ jobsched_queue_namespaces(const char *default_namespace, MemoryContext cxt)
  * row whose create was unsettled), running, succeeded, failed, or gone
  * (deleted before it finished: cancelled if asked for, else failed).
  * Returns how many rows just failed, whose ids go into *failed (palloc'd
- * in cxt), for the caller to add pod details.
+ * in cxt), for the caller to add pod details; deferred[i] says that
+ * statuses[i] could not be applied yet (the row is claimed, or someone
+ * holds it) and should be tried again shortly.  The statuses must be in
+ * order of id, one per id.
  */
 int
 jobsched_queue_apply_status(JobschedJobStatus *statuses, int n, MemoryContext cxt,
-							int64 **failed)
+							int64 **failed, bool *deferred)
 {
 	Datum		args[11];
 	Datum	   *ids = palloc(sizeof(Datum) * n);
@@ -964,12 +981,39 @@ jobsched_queue_apply_status(JobschedJobStatus *statuses, int n, MemoryContext cx
 	args[9] = queue_value_array(run, n, INT4OID, false);
 	args[10] = queue_value_array(created, n, TIMESTAMPTZOID, false);
 
-	queue_run(&queue_apply_status, args, NULL, SPI_OK_UPDATE_RETURNING);
+	queue_run(&queue_apply_status, args, NULL, SPI_OK_SELECT);
 	*failed = MemoryContextAlloc(cxt, sizeof(int64) * Max(SPI_processed, 1));
+	memset(deferred, 0, sizeof(bool) * n);
 	for (r = 0; r < SPI_processed; r++)
-		if (queue_bool_value(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2))
-			(*failed)[nfailed++] = queue_int8_value(SPI_tuptable->vals[r],
-													SPI_tuptable->tupdesc, 1);
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		int64		id = queue_int8_value(tuple, desc, 1);
+
+		if (queue_bool_value(tuple, desc, 3))
+			(*failed)[nfailed++] = id;
+		if (queue_bool_value(tuple, desc, 4))
+		{
+			/* statuses are in order of id, one each */
+			int			lo = 0;
+			int			hi = n - 1;
+
+			while (lo <= hi)
+			{
+				int			mid = lo + (hi - lo) / 2;
+
+				if (statuses[mid].id == id)
+				{
+					deferred[mid] = true;
+					break;
+				}
+				if (statuses[mid].id < id)
+					lo = mid + 1;
+				else
+					hi = mid - 1;
+			}
+		}
+	}
 	return nfailed;
 }
 

@@ -82,6 +82,7 @@ typedef struct JobschedJobStatus
 	bool		proven;			/* its proof holds for run and created_at: */
 	int			run;
 	TimestampTz created_at;
+	TimestampTz seen_at;		/* when sync saw it (deferred ones expire) */
 } JobschedJobStatus;
 
 /* a row whose Job the worker must delete */
@@ -116,7 +117,8 @@ extern void jobsched_queue_retry_now(int64 *ids, int n);
 extern List *jobsched_queue_namespaces(const char *default_namespace,
 									   MemoryContext cxt);
 extern int	jobsched_queue_apply_status(JobschedJobStatus *statuses, int n,
-										MemoryContext cxt, int64 **failed);
+										MemoryContext cxt, int64 **failed,
+										bool *deferred);
 extern int	jobsched_queue_live_jobs(const char *namespace, TimestampTz before,
 									 MemoryContext cxt, JobschedLiveJob **out);
 extern int	jobsched_queue_mark_missing(int64 *ids, int n);

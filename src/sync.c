@@ -52,6 +52,9 @@
 /* the most one page of a single Job, or a watch's unread events, may take */
 #define SYNC_BIG_RESPONSE	(64 * 1024 * 1024)
 #define SYNC_TEXT_MAX		1000
+/* a status whose row is claimed or held is tried again this often, this long */
+#define SYNC_DEFER_MS		200
+#define SYNC_DEFER_MAX_MS	60000
 
 typedef struct SyncNamespace
 {
@@ -90,6 +93,9 @@ static JobschedJobStatus *sync_pending = NULL;
 static int	sync_npending = 0;
 static int	sync_pending_cap = 0;
 static TimestampTz sync_last_refresh = 0;
+static uint32 sync_generation = 0;	/* of the identity the lists are for */
+static int	sync_ndeferred = 0;	/* the first of sync_pending are deferred ... */
+static TimestampTz sync_deferred_until = 0; /* ... and wait till then */
 
 static void sync_list_done(KubeRequest *req);
 static void sync_watch_done(KubeRequest *req);
@@ -147,7 +153,7 @@ jobsched_sync_reset(void)
 		sync_drop_namespace(dlist_container(SyncNamespace, node, iter.cur));
 	MemoryContextReset(sync_batch_cxt);
 	sync_pending = NULL;
-	sync_npending = sync_pending_cap = 0;
+	sync_npending = sync_pending_cap = sync_ndeferred = 0;
 	/* the requests were abandoned with every other (worker.c) or just now */
 	MemoryContextReset(sync_pods_cxt);
 	sync_pods_in_flight = 0;
@@ -227,6 +233,7 @@ sync_observe(SyncNamespace *ns, cJSON *job, bool deleted)
 	JobschedJobStatus st;
 
 	memset(&st, 0, sizeof(st));
+	st.seen_at = GetCurrentTimestamp();
 	st.id = jobsched_kobject_job_id(job);
 	st.namespace = jobsched_kobject_string(job, "metadata", "namespace", NULL);
 	st.name = jobsched_kobject_string(job, "metadata", "name", NULL);
@@ -665,8 +672,11 @@ sync_flush(void)
 {
 	JobschedJobStatus *statuses;
 	SyncRef    *refs;
+	bool	   *deferred;
 	int64	   *failed = NULL;
 	int			nfailed = 0;
+	int			nkept = 0;
+	TimestampTz now = GetCurrentTimestamp();
 	dlist_iter	iter;
 	int			n = 0;
 	int			i;
@@ -676,7 +686,8 @@ sync_flush(void)
 
 	dlist_foreach(iter, &sync_namespaces)
 		any_missing |= dlist_container(SyncNamespace, node, iter.cur)->check_missing;
-	if (sync_npending == 0 && !any_missing)
+	if ((sync_npending == sync_ndeferred && now < sync_deferred_until && !any_missing) ||
+		(sync_npending == 0 && !any_missing))
 		return;
 
 	/* the latest event of each job, in order of id */
@@ -692,11 +703,12 @@ sync_flush(void)
 		if (n == 0 || statuses[n - 1].id != refs[i].st->id)
 			statuses[n++] = *refs[i].st;
 
+	deferred = palloc0(sizeof(bool) * Max(n, 1));
 	state = jobsched_queue_begin("jobsched: recording Job status");
 	if (state == QUEUE_READY)
 	{
 		if (n > 0)
-			nfailed = jobsched_queue_apply_status(statuses, n, cxt, &failed);
+			nfailed = jobsched_queue_apply_status(statuses, n, cxt, &failed, deferred);
 		dlist_foreach(iter, &sync_namespaces)
 		{
 			SyncNamespace *ns = dlist_container(SyncNamespace, node, iter.cur);
@@ -707,7 +719,12 @@ sync_flush(void)
 	}
 	jobsched_queue_end();
 	if (state == QUEUE_BUSY)
-		return;					/* all of it waits for the next pass */
+	{
+		/* someone holds the table: all of it waits a little */
+		sync_ndeferred = sync_npending;
+		sync_deferred_until = TimestampTzPlusMilliseconds(now, SYNC_DEFER_MS);
+		return;
+	}
 
 	dlist_foreach(iter, &sync_namespaces)
 	{
@@ -729,10 +746,32 @@ sync_flush(void)
 			sync_ask_for_pods(st);
 	}
 
+	/*
+	 * Statuses whose row was claimed (its create's answer not yet recorded)
+	 * or held by someone are tried again shortly, for a while: copied out
+	 * of the batch's memory before it goes.
+	 */
+	for (i = 0; i < n; i++)
+	{
+		JobschedJobStatus *st = &statuses[i];
+
+		if (!deferred[i] || now - st->seen_at > SYNC_DEFER_MAX_MS * (TimestampTz) 1000)
+			continue;
+		st->namespace = pstrdup(st->namespace);
+		st->name = pstrdup(st->name);
+		st->uid = pstrdup(st->uid);
+		st->error = st->error ? pstrdup(st->error) : NULL;
+		statuses[nkept++] = *st;
+	}
 	MemoryContextReset(sync_batch_cxt);
 	sync_pending = NULL;
 	sync_npending = 0;
 	sync_pending_cap = 0;
+	for (i = 0; i < nkept; i++)
+		sync_queue(&statuses[i]);
+	sync_ndeferred = nkept;
+	if (nkept > 0)
+		sync_deferred_until = TimestampTzPlusMilliseconds(now, SYNC_DEFER_MS);
 }
 
 /* Which namespaces to follow: refreshed every sync_interval. */
@@ -808,6 +847,12 @@ jobsched_sync_run(void)
 			jobsched_sync_reset();
 		return -1;
 	}
+	/* a new installation: the Jobs followed so far are not its own */
+	if (sync_generation != jobsched_identity_generation())
+	{
+		jobsched_sync_reset();
+		sync_generation = jobsched_identity_generation();
+	}
 
 	/* computed each time, so a lowered sync_interval applies at once */
 	next_refresh = sync_last_refresh + (TimestampTz) jobsched_sync_interval * 1000;
@@ -834,5 +879,8 @@ jobsched_sync_run(void)
 			timeout = Min(timeout, jobsched_ms_until(now, ns->next_watch_at));
 	}
 	sync_flush();
+	if (sync_ndeferred > 0)
+		timeout = Min(timeout, Max(jobsched_ms_until(GetCurrentTimestamp(),
+													 sync_deferred_until), 1));
 	return timeout;
 }
