@@ -308,3 +308,35 @@ def test_text_from_the_api_is_stored_whole_characters_only(pg, api):
                     " FROM jobsched.jobs WHERE id = %s", (job_id,))
     # the status view, which everyone reads, does not repeat it
     assert "é" not in (pg.status()["last_error"] or "")
+
+
+def test_the_token_never_goes_over_plain_http(pg, api):
+    """http:// is allowed for a proxy on this machine (kubectl proxy), which
+    authenticates itself: the worker sends it no token."""
+    import http.server
+    import threading
+
+    seen = []
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.command, self.headers.get("Authorization")))
+            self.send_response(404)
+            self.end_headers()
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        pg.set_config(kube_api_url=f"http://127.0.0.1:{server.server_address[1]}")
+        job_id = submit(pg)
+        wait_for("requests to the proxy", lambda: any(m == "POST" for m, _ in seen))
+        assert seen and all(auth is None for _, auth in seen), seen
+        assert pg.job(job_id)["state"] == "pending"
+    finally:
+        pg.set_config(kube_api_url=None)
+        server.shutdown()
