@@ -12,6 +12,12 @@
    disabled (the wake-up's own cost) and with the worker sending every row
    to the fast API (the whole system).
 4. the worker's memory (PSS).
+5. idle: what the worker costs with 100,000 live Jobs and nothing to do, a
+   relist of them, and commit -> POST meanwhile.
+6. outage: how long after the API answers again, following a 40 s hang of
+   every request, the queue flows again (default backoff settings).
+7. notify: what 20,000 NOTIFYs on the worker's channel from a role without
+   USAGE on the schema cost the worker.
 """
 import argparse
 import json
@@ -170,7 +176,9 @@ def main():
     ap.add_argument("--pgbench-rounds", type=int, default=5)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--big-table-rows", type=int, default=1000000)
-    ap.add_argument("--parts", default="latency,status,throughput,bigtable,pgbench",
+    ap.add_argument("--live-jobs", type=int, default=100000)
+    ap.add_argument("--idle-seconds", type=int, default=60)
+    ap.add_argument("--parts", default="latency,status,throughput,bigtable,pgbench,idle,outage,notify",
                     help="comma-separated subset of the default")
     args = ap.parse_args()
 
@@ -210,6 +218,12 @@ def run(args, api, pg, workdir, started):
         bench_big_table(args, api, pg, fast_api)
     if "pgbench" in parts:
         bench_pgbench(args, pg, workdir, fast_api)
+    if "idle" in parts:
+        bench_idle(args, api, pg)
+    if "outage" in parts:
+        bench_outage(api, pg)
+    if "notify" in parts:
+        bench_notify(pg)
 
 
 def bench_latency_modes(args, api, pg):
@@ -306,6 +320,144 @@ def bench_big_table(args, api, pg, fast_api):
     reset(pg)
     pg.set_config(kube_api_url=None)
     api.call("DELETE", "/state")
+
+
+def latency_without_reset(pg, api, n):
+    """Commit -> POST as bench_latency measures it, with the table as it is."""
+    tap = Tap(api.port)
+    pg.set_config(kube_api_url=f"https://127.0.0.1:{tap.port}")
+    client = PgWire("127.0.0.1", pg.port, "postgres", pg.conn.info.dbname)
+    try:
+        api.call("DELETE", "/requests")
+        answered = {}
+        for _ in range(n):
+            values, at = client.query(
+                "INSERT INTO jobsched.jobs (type, params) VALUES ('bench', '{}') RETURNING id")
+            answered[int(values[0])] = at
+            time.sleep(0.004)
+        wait_for("the measured jobs", lambda: len(api.requests("POST")) >= n, timeout=120)
+        return [tap.sent_before(r["ts"]) -
+                answered[int(r["body"]["metadata"]["labels"]["jobsched.io/job-id"])]
+                for r in api.requests("POST")]
+    finally:
+        client.close()
+        pg.set_config(kube_api_url=None)
+        tap.stop()
+
+
+def bench_idle(args, api, pg):
+    """The worker with many live Jobs and nothing to do: its steady cost
+    (watches renewed every sync_interval, bookmarks, the periodic scans),
+    what one relist of all of them costs, and commit -> POST meanwhile."""
+    n = args.live_jobs
+    print(f"\n== idle with {n:,} live Jobs (default poll_interval and sync_interval)")
+    reset(pg)
+    api.call("DELETE", "/state")
+    api.call("PUT", "/log", {"bodies": False, "max_entries": 1000})
+    pg.set_config(poll_interval=None, kube_api_url=None, batch_size=None)
+    start = time.monotonic()
+    with pg.conn.cursor() as cur:
+        cur.execute("INSERT INTO jobsched.jobs (type, params) SELECT 'bench', '{}'"
+                    " FROM generate_series(1, %s)", (n,))
+    wait_for(f"{n:,} jobs submitted", lambda: pg.value(
+        "SELECT count(*) FROM jobsched.jobs WHERE state = 'submitted'") == n,
+        timeout=1200, interval=1)
+    print(f"  {n:,} Jobs created in {time.monotonic() - start:.0f} s")
+    pg.execute("VACUUM ANALYZE jobsched.jobs")
+    pid = pg.worker_pid()
+    for bookmark_ms in (1000, 60000):
+        api.call("PUT", "/watch", {"bookmark_ms": bookmark_ms})
+        api.call("POST", "/watch/close")
+        time.sleep(2)
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        time.sleep(args.idle_seconds)
+        share = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+        print(f"  idle, bookmarks every {bookmark_ms / 1000:.0f} s: the worker used "
+              f"{share * 100:.2f} % of a core over {args.idle_seconds} s")
+    # a relist: the watch's history is gone, so the worker lists every Job
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    api.call("DELETE", "/requests")
+    api.call("POST", "/watch/compact")
+    api.call("POST", "/watch/close")
+    pages = (n + 499) // 500
+
+    def relisted():
+        reqs = api.requests("GET")
+        lists = [r["seq"] for r in reqs if r["path"].endswith("/jobs") and "watch" not in r["query"]
+                 and r["status"] == 200]
+        return len(lists) >= pages and any(
+            r["seq"] > max(lists) for r in reqs if "watch" in r["query"])
+    wait_for("the relist and a new watch", relisted, timeout=300, interval=0.2)
+    # the statuses of the relist are recorded a slice a pass
+    time.sleep(2)
+    print(f"  one relist of {n:,} Jobs (every 10 min, and after a watch's history is gone): "
+          f"{cpu_seconds(pid) - cpu0:.2f} s of CPU, {time.monotonic() - t0:.1f} s; "
+          f"amortized {(cpu_seconds(pid) - cpu0) / 600 * 100:.2f} % of a core")
+    api.call("PUT", "/log", {"bodies": True})
+    lat = latency_without_reset(pg, api, 300)
+    print(f"  commit -> POST meanwhile, 300 jobs 4 ms apart: p50 {pct(lat, 50):.2f} ms   "
+          f"p99 {pct(lat, 99):.2f} ms")
+    pss, private = memory_kb(pid)
+    print(f"  worker memory: PSS {pss / 1024:.1f} MB, private {private / 1024:.1f} MB")
+    reset(pg)
+    api.call("DELETE", "/state")
+    api.call("PUT", "/log", {"bodies": True, "max_entries": 100000})
+
+
+def bench_outage(api, pg):
+    """Every request hangs for 40 s (watches and lists too), then the API
+    answers: how long until the queue flows again, with the default backoff
+    and request timeout."""
+    print("\n== an outage: every request hangs for 40 s, then the API answers")
+    reset(pg)
+    api.call("DELETE", "/state")
+    pg.set_config(backoff_base=None, backoff_max=None, request_timeout=None,
+                  poll_interval=None)
+    api.fault(mode="hang")
+    with pg.conn.cursor() as cur:
+        cur.execute("INSERT INTO jobsched.jobs (type, params) SELECT 'bench', '{}'"
+                    " FROM generate_series(1, 20)")
+    time.sleep(40)
+    api.fault(mode="none")
+    answered = time.monotonic()
+    wait_for("all 20 submitted", lambda: pg.value(
+        "SELECT count(*) FROM jobsched.jobs WHERE state = 'submitted'") == 20,
+        timeout=300, interval=0.1)
+    creates = api.requests("POST")
+    print(f"  the queue flowed again {time.monotonic() - answered:.1f} s after the API answered; "
+          f"{len(creates)} creates in all for 20 jobs")
+    reset(pg)
+    api.call("DELETE", "/state")
+
+
+def bench_notify(pg):
+    """NOTIFY is open to every role: what a role without USAGE on the schema
+    can make the worker do with it."""
+    n = 20000
+    print(f"\n== {n:,} NOTIFYs on the worker's channel from a role without USAGE")
+    reset(pg)
+    pg.execute("DROP ROLE IF EXISTS bench_stranger")
+    pg.execute("CREATE ROLE bench_stranger LOGIN")
+    pg.set_config(wake_mode="notify")
+    conn = pg.connect()
+    conn.autocommit = True
+    pid = pg.worker_pid()
+    with conn.cursor() as cur:
+        cur.execute("SET ROLE bench_stranger")
+        wakeups, cpu0, t0 = (pg.value("SELECT wakeups FROM jobsched.status"),
+                             cpu_seconds(pid), time.monotonic())
+        for _ in range(n):
+            cur.execute("NOTIFY job_scheduler")
+        elapsed = time.monotonic() - t0
+    time.sleep(1)
+    cpu = cpu_seconds(pid) - cpu0
+    woke = pg.value("SELECT wakeups FROM jobsched.status") - wakeups
+    print(f"  {n:,} NOTIFYs in {elapsed:.1f} s woke the worker {woke:,} times; it used "
+          f"{cpu:.2f} s of CPU ({cpu / n * 1e6:.0f} us a NOTIFY, {cpu / elapsed * 100:.0f} % of "
+          f"a core meanwhile), and did nothing else")
+    conn.close()
+    pg.execute("DROP ROLE bench_stranger")
+    pg.set_config(wake_mode=None)
 
 
 def cpu_seconds(pid):

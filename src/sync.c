@@ -55,6 +55,8 @@
 /* a status whose row is claimed or held is tried again this often, this long */
 #define SYNC_DEFER_MS		200
 #define SYNC_DEFER_MAX_MS	60000
+/* at most this many statuses are recorded in one transaction */
+#define SYNC_FLUSH_MAX		2000
 
 typedef struct SyncNamespace
 {
@@ -676,6 +678,8 @@ sync_flush(void)
 	int64	   *failed = NULL;
 	int			nfailed = 0;
 	int			nkept = 0;
+	int			ndeferred = 0;
+	int			napply;
 	TimestampTz now = GetCurrentTimestamp();
 	dlist_iter	iter;
 	int			n = 0;
@@ -703,12 +707,14 @@ sync_flush(void)
 		if (n == 0 || statuses[n - 1].id != refs[i].st->id)
 			statuses[n++] = *refs[i].st;
 
+	/* a relist of many Jobs is recorded a slice a pass: dispatch goes on meanwhile */
+	napply = Min(n, SYNC_FLUSH_MAX);
 	deferred = palloc0(sizeof(bool) * Max(n, 1));
 	state = jobsched_queue_begin("jobsched: recording Job status");
 	if (state == QUEUE_READY)
 	{
-		if (n > 0)
-			nfailed = jobsched_queue_apply_status(statuses, n, cxt, &failed, deferred);
+		if (napply > 0)
+			nfailed = jobsched_queue_apply_status(statuses, napply, cxt, &failed, deferred);
 		dlist_foreach(iter, &sync_namespaces)
 		{
 			SyncNamespace *ns = dlist_container(SyncNamespace, node, iter.cur);
@@ -741,22 +747,26 @@ sync_flush(void)
 		JobschedJobStatus *st;
 
 		key.id = failed[i];
-		st = bsearch(&key, statuses, n, sizeof(JobschedJobStatus), sync_status_cmp);
+		st = bsearch(&key, statuses, napply, sizeof(JobschedJobStatus), sync_status_cmp);
 		if (st)
 			sync_ask_for_pods(st);
 	}
 
 	/*
 	 * Statuses whose row was claimed (its create's answer not yet recorded)
-	 * or held by someone are tried again shortly, for a while: copied out
-	 * of the batch's memory before it goes.
+	 * or held by someone are tried again shortly, for a while, and those
+	 * beyond this pass's slice at the next pass: copied out of the batch's
+	 * memory before it goes.
 	 */
 	for (i = 0; i < n; i++)
 	{
 		JobschedJobStatus *st = &statuses[i];
 
-		if (!deferred[i] || now - st->seen_at > SYNC_DEFER_MAX_MS * (TimestampTz) 1000)
+		if (i < napply &&
+			(!deferred[i] || now - st->seen_at > SYNC_DEFER_MAX_MS * (TimestampTz) 1000))
 			continue;
+		if (i < napply)
+			ndeferred++;
 		st->namespace = pstrdup(st->namespace);
 		st->name = pstrdup(st->name);
 		st->uid = pstrdup(st->uid);
@@ -769,8 +779,8 @@ sync_flush(void)
 	sync_pending_cap = 0;
 	for (i = 0; i < nkept; i++)
 		sync_queue(&statuses[i]);
-	sync_ndeferred = nkept;
-	if (nkept > 0)
+	sync_ndeferred = ndeferred;
+	if (ndeferred > 0)
 		sync_deferred_until = TimestampTzPlusMilliseconds(now, SYNC_DEFER_MS);
 }
 
@@ -879,7 +889,9 @@ jobsched_sync_run(void)
 			timeout = Min(timeout, jobsched_ms_until(now, ns->next_watch_at));
 	}
 	sync_flush();
-	if (sync_ndeferred > 0)
+	if (sync_npending > sync_ndeferred)
+		timeout = 0;			/* the rest of a large batch */
+	else if (sync_ndeferred > 0)
 		timeout = Min(timeout, Max(jobsched_ms_until(GetCurrentTimestamp(),
 													 sync_deferred_until), 1));
 	return timeout;
