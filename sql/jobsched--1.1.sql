@@ -180,6 +180,9 @@ CREATE INDEX jobs_cancel_pending_idx ON jobsched.jobs (id)
 /* Rows whose create may have happened unseen, for status sync. */
 CREATE INDEX jobs_unsettled_idx ON jobsched.jobs (id)
 	WHERE create_unsettled_at IS NOT NULL;
+/* The namespaces of Jobs that are or may be alive, found by skipping through this. */
+CREATE INDEX jobs_live_namespace_idx ON jobsched.jobs (k8s_namespace)
+	WHERE state IN ('claimed', 'submitted', 'running') OR create_unsettled_at IS NOT NULL;
 
 /* The three tables hold user data: pg_dump must dump their rows. */
 SELECT pg_catalog.pg_extension_config_dump('jobsched.installation', '');

@@ -210,15 +210,27 @@ static QueueStatement queue_retry_now = {
 	1, {INT8ARRAYOID}
 };
 
-/* the namespaces this database uses */
+/*
+ * The namespaces this database uses: the default, its job types', and
+ * those of Jobs that are or may be alive, which are found by skipping
+ * through jobs_live_namespace_idx, a few index probes however many Jobs
+ * there are.
+ */
+#define QUEUE_LIVE_NAMESPACE(after) \
+"SELECT k8s_namespace FROM jobsched.jobs" \
+" WHERE (state IN ('claimed', 'submitted', 'running') OR create_unsettled_at IS NOT NULL)" \
+"   AND k8s_namespace " after \
+" ORDER BY k8s_namespace LIMIT 1"
+
 static QueueStatement queue_namespaces = {
+	"WITH RECURSIVE live(ns) AS ("
+	"   (" QUEUE_LIVE_NAMESPACE("IS NOT NULL") ")"
+	"   UNION ALL"
+	"   SELECT (" QUEUE_LIVE_NAMESPACE("> live.ns") ")"
+	"     FROM live WHERE live.ns IS NOT NULL) "
 	"SELECT $1::text UNION"
 	" SELECT coalesce(namespace, $1) FROM jobsched.job_types UNION"
-	" SELECT k8s_namespace FROM jobsched.jobs"
-	"  WHERE state IN ('claimed', 'submitted', 'running')"
-	"    AND k8s_namespace IS NOT NULL UNION"
-	" SELECT k8s_namespace FROM jobsched.jobs"
-	"  WHERE create_unsettled_at IS NOT NULL AND k8s_namespace IS NOT NULL",
+	" SELECT ns FROM live WHERE ns IS NOT NULL",
 	1, {TEXTOID}
 };
 
