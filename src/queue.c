@@ -299,6 +299,18 @@ static QueueStatement queue_apply_status = {
 	.writes = true
 };
 
+/*
+ * Rows without a Job's uid that may take one by its proof: a create of
+ * theirs may have happened unseen, or is in flight.  Few, and found
+ * through two partial indexes.
+ */
+static QueueStatement queue_open_rows = {
+	"SELECT id FROM jobsched.jobs"
+	" WHERE create_unsettled_at IS NOT NULL OR state = 'claimed'"
+	" ORDER BY id",
+	0
+};
+
 /* rows of a namespace whose Job should exist, created before a list began */
 static QueueStatement queue_live_jobs = {
 	"SELECT id, k8s_uid FROM jobsched.jobs"
@@ -943,7 +955,8 @@ jobsched_queue_namespaces(const char *default_namespace, MemoryContext cxt)
  * in cxt), for the caller to add pod details; deferred[i] says that
  * statuses[i] could not be applied yet (the row is claimed, or someone
  * holds it) and should be tried again shortly.  The statuses must be in
- * order of id, one per id.
+ * order of id, one per Job (a row's may have more than one Job of its name
+ * over time; at most one of them is the row's).
  */
 int
 jobsched_queue_apply_status(JobschedJobStatus *statuses, int n, MemoryContext cxt,
@@ -1006,27 +1019,37 @@ jobsched_queue_apply_status(JobschedJobStatus *statuses, int n, MemoryContext cx
 			(*failed)[nfailed++] = id;
 		if (queue_bool_value(tuple, desc, 4))
 		{
-			/* statuses are in order of id, one each */
+			/* statuses are in order of id: the first of this one's, then all */
 			int			lo = 0;
-			int			hi = n - 1;
+			int			hi = n;
 
-			while (lo <= hi)
+			while (lo < hi)
 			{
 				int			mid = lo + (hi - lo) / 2;
 
-				if (statuses[mid].id == id)
-				{
-					deferred[mid] = true;
-					break;
-				}
 				if (statuses[mid].id < id)
 					lo = mid + 1;
 				else
-					hi = mid - 1;
+					hi = mid;
 			}
+			for (; lo < n && statuses[lo].id == id; lo++)
+				deferred[lo] = true;
 		}
 	}
 	return nfailed;
+}
+
+/* The ids of the rows that may take a Job by its proof, in order, in cxt. */
+int
+jobsched_queue_open_rows(MemoryContext cxt, int64 **out)
+{
+	uint64		i;
+
+	queue_run(&queue_open_rows, NULL, NULL, SPI_OK_SELECT);
+	*out = MemoryContextAlloc(cxt, sizeof(int64) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+		(*out)[i] = queue_int8_value(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+	return (int) SPI_processed;
 }
 
 /*

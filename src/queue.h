@@ -79,7 +79,8 @@ typedef struct JobschedJobStatus
 	char	   *error;			/* failed, gone: why */
 	TimestampTz started_at;		/* 0: not known */
 	TimestampTz finished_at;	/* 0: not known */
-	bool		proven;			/* its proof holds for run and created_at: */
+	char	   *proof;			/* its jobsched.io/proof annotation, or NULL */
+	bool		proven;			/* the proof holds for run and created_at: */
 	int			run;
 	TimestampTz created_at;
 	TimestampTz seen_at;		/* when sync saw it (deferred ones expire) */
@@ -119,6 +120,7 @@ extern List *jobsched_queue_namespaces(const char *default_namespace,
 extern int	jobsched_queue_apply_status(JobschedJobStatus *statuses, int n,
 										MemoryContext cxt, int64 **failed,
 										bool *deferred);
+extern int	jobsched_queue_open_rows(MemoryContext cxt, int64 **out);
 extern int	jobsched_queue_live_jobs(const char *namespace, TimestampTz before,
 									 MemoryContext cxt, JobschedLiveJob **out);
 extern int	jobsched_queue_mark_missing(int64 *ids, int n);

@@ -46,7 +46,7 @@
 #include "sync.h"
 
 #define SYNC_PAGE_SIZE		500
-#define SYNC_RELIST_MS		(10 * 60 * 1000)
+#define SYNC_RELIST_MS		(30 * 60 * 1000)
 #define SYNC_SHORT_WATCH_MS 1000
 #define SYNC_WATCH_MAX_S	290
 /* the most one page of a single Job, or a watch's unread events, may take */
@@ -214,6 +214,7 @@ sync_queue(const JobschedJobStatus *st)
 	p->namespace = pstrdup(st->namespace);
 	p->name = pstrdup(st->name);
 	p->uid = pstrdup(st->uid);
+	p->proof = st->proof ? pstrdup(st->proof) : NULL;
 	p->error = st->error ? jobsched_clean_text(st->error, SYNC_TEXT_MAX) : NULL;
 	MemoryContextSwitchTo(old);
 }
@@ -231,7 +232,6 @@ sync_observe(SyncNamespace *ns, cJSON *job, bool deleted)
 	cJSON	   *active = jobsched_kobject_get(status, "active", NULL, NULL);
 	cJSON	   *finished;
 	bool		succeeded = false;
-	bool		legacy;
 	JobschedJobStatus st;
 
 	memset(&st, 0, sizeof(st));
@@ -243,8 +243,9 @@ sync_observe(SyncNamespace *ns, cJSON *job, bool deleted)
 	if (st.id == 0 || st.name == NULL || st.uid == NULL || st.namespace == NULL ||
 		strcmp(st.namespace, ns->name) != 0 || jobsched_kube_delete_options(st.uid) == NULL)
 		return NULL;
-	st.proven = jobsched_kobject_proven(job, st.name, st.id, &st.run, &st.created_at,
-										&legacy) && !legacy;
+	/* checked at the flush, for the few rows that need it (sync_prove) */
+	st.proof = jobsched_kobject_string(job, "metadata", "annotations",
+									   JOBSCHED_ANNOTATION_PROOF);
 	st.started_at = jobsched_kobject_time(status, "startTime", NULL, NULL);
 
 	finished = jobsched_kobject_finished(job, &succeeded);
@@ -611,15 +612,22 @@ typedef struct SyncRef
 	int			seq;
 } SyncRef;
 
-/* by job, the latest event first */
+/*
+ * By row, then by Job (a row's Job deleted and another of its name made
+ * are two Jobs, each with its own news), the latest event first.
+ */
 static int
 sync_ref_cmp(const void *a, const void *b)
 {
 	const SyncRef *x = a;
 	const SyncRef *y = b;
+	int			c;
 
 	if (x->st->id != y->st->id)
 		return x->st->id < y->st->id ? -1 : 1;
+	c = strcmp(x->st->uid, y->st->uid);
+	if (c != 0)
+		return c;
 	return y->seq - x->seq;
 }
 
@@ -668,6 +676,45 @@ sync_check_missing(SyncNamespace *ns, MemoryContext cxt)
 		jobsched_queue_mark_missing(missing, nmissing);
 }
 
+static int
+sync_id_cmp(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+/*
+ * Keep only the statuses that may change a row, and check the proof of
+ * those that need it.  A row with a known uid is matched by it; only rows
+ * without one (their create's answer is lost, or still to come: "open")
+ * take a Job by its proof, and only for them is a Job that has not
+ * started news.  In a relist of many Jobs most are neither, which saves
+ * the worker an HMAC and a row to look at for each.  Returns how many
+ * statuses remain, at the front.
+ */
+static int
+sync_prove(JobschedJobStatus *statuses, int n, int64 *open, int nopen)
+{
+	int			kept = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		JobschedJobStatus *st = &statuses[i];
+		bool		is_open = bsearch(&st->id, open, nopen, sizeof(int64), sync_id_cmp) != NULL;
+
+		if (!is_open && strcmp(st->state, "submitted") == 0)
+			continue;
+		st->proven = is_open &&
+			jobsched_proof_check(st->proof, st->namespace, st->name, st->id,
+								 &st->run, &st->created_at);
+		statuses[kept++] = *st;
+	}
+	return kept;
+}
+
 /* Record what was seen: the latest status per job, then missing Jobs. */
 static void
 sync_flush(void)
@@ -679,7 +726,7 @@ sync_flush(void)
 	int			nfailed = 0;
 	int			nkept = 0;
 	int			ndeferred = 0;
-	int			napply;
+	int			napply = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	dlist_iter	iter;
 	int			n = 0;
@@ -694,7 +741,7 @@ sync_flush(void)
 		(sync_npending == 0 && !any_missing))
 		return;
 
-	/* the latest event of each job, in order of id */
+	/* the latest event of each Job, in order of row */
 	refs = palloc(sizeof(SyncRef) * Max(sync_npending, 1));
 	for (i = 0; i < sync_npending; i++)
 	{
@@ -704,15 +751,20 @@ sync_flush(void)
 	qsort(refs, sync_npending, sizeof(SyncRef), sync_ref_cmp);
 	statuses = palloc(sizeof(JobschedJobStatus) * Max(sync_npending, 1));
 	for (i = 0; i < sync_npending; i++)
-		if (n == 0 || statuses[n - 1].id != refs[i].st->id)
+		if (n == 0 || statuses[n - 1].id != refs[i].st->id ||
+			strcmp(statuses[n - 1].uid, refs[i].st->uid) != 0)
 			statuses[n++] = *refs[i].st;
 
-	/* a relist of many Jobs is recorded a slice a pass: dispatch goes on meanwhile */
-	napply = Min(n, SYNC_FLUSH_MAX);
 	deferred = palloc0(sizeof(bool) * Max(n, 1));
 	state = jobsched_queue_begin("jobsched: recording Job status");
 	if (state == QUEUE_READY)
 	{
+		int64	   *open;
+		int			nopen = jobsched_queue_open_rows(cxt, &open);
+
+		/* a relist of many Jobs is recorded a slice a pass: dispatch goes on */
+		n = sync_prove(statuses, n, open, nopen);
+		napply = Min(n, SYNC_FLUSH_MAX);
 		if (napply > 0)
 			nfailed = jobsched_queue_apply_status(statuses, napply, cxt, &failed, deferred);
 		dlist_foreach(iter, &sync_namespaces)
@@ -770,6 +822,7 @@ sync_flush(void)
 		st->namespace = pstrdup(st->namespace);
 		st->name = pstrdup(st->name);
 		st->uid = pstrdup(st->uid);
+		st->proof = st->proof ? pstrdup(st->proof) : NULL;
 		st->error = st->error ? pstrdup(st->error) : NULL;
 		statuses[nkept++] = *st;
 	}

@@ -62,6 +62,7 @@ declare -A times=()  # "$v,phase" -> seconds
 declare -A order=()  # "$v" -> its phases, in order, "|"-separated
 failed_any=0
 current_root="" # the chroot whose mounts are up, for the trap
+bgpid=""        # the command the script waits for (see bg)
 tailpid=""      # the tail that shows the end-to-end tests' output as it comes
 hostnpm=""      # node_modules made on the host, when npm cannot reach the registry from the chroot
 summary_done=0
@@ -72,6 +73,7 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 # phase V NAME: starts timing a phase; phase_end prints and records it
 phase() {
 	phase_v=$1 phase_name=$2 phase_t0=$(now)
+	result["$phase_v,running"]=$phase_name
 	echo
 	echo "== [PostgreSQL $phase_v] $phase_name"
 }
@@ -79,6 +81,7 @@ phase_end() {
 	local s
 	s=$(elapsed "$phase_t0")
 	times["$phase_v,$phase_name"]=$s
+	result["$phase_v,running"]=""
 	order[$phase_v]+="${phase_name}|"
 	echo "-- [PostgreSQL $phase_v] $phase_name: ${1:-done} in ${s} s"
 }
@@ -164,6 +167,10 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	set +e # clean up as much as can be, whatever fails
+	exec 1>&3 2>&4
+	if [ -n "$bgpid" ]; then
+		stop_tree "$bgpid"
+	fi
 	if [ -n "$current_root" ]; then
 		release_chroot "$current_root"
 		current_root=""
@@ -179,9 +186,12 @@ cleanup() {
 	fi
 	exit "$rc"
 }
+# the traps may run while a command's output goes to a log: they write to
+# the script's own stdout and stderr, kept here
+exec 3>&1 4>&2
 trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 130' INT
-trap 'echo "terminated" >&2; exit 143' TERM
+trap 'echo "interrupted" >&4; exit 130' INT
+trap 'echo "terminated" >&4; exit 143' TERM
 
 # ---- running commands in the chroot -----------------------------------------
 
@@ -193,8 +203,43 @@ pgpath() { echo "/usr/lib/postgresql/$1/bin:/usr/local/sbin:/usr/local/bin:/usr/
 # `wait` returns at once. (The background command ignores SIGINT; the traps
 # end whatever runs in the chroot.)
 bg() {
-	"$@" &
-	wait $!
+	local rc=0
+	"$@" 3>&- 4>&- &
+	bgpid=$!
+	wait "$bgpid" || rc=$?
+	bgpid=""
+	return "$rc"
+}
+
+# descendants PID: PID and every process below it, children first
+# shellcheck disable=SC2317
+descendants() {
+	ps -e -o pid=,ppid= | awk -v root="$1" '
+		{ kids[$2] = kids[$2] " " $1 }
+		function walk(p,   n, a, i) {
+			n = split(kids[p], a, " ")
+			for (i = 1; i <= n; i++) walk(a[i])
+			print p
+		}
+		END { walk(root) }'
+}
+
+# stop_tree PID: stops a command the script started (debootstrap runs on the
+# host, not in the chroot) with everything it started
+# shellcheck disable=SC2317
+stop_tree() {
+	local pids p tries alive
+	mapfile -t pids < <(descendants "$1")
+	kill -TERM "${pids[@]}" 2>/dev/null
+	for ((tries = 0; tries < 50; tries++)); do
+		alive=()
+		for p in "${pids[@]}"; do
+			kill -0 "$p" 2>/dev/null && alive+=("$p")
+		done
+		[ ${#alive[@]} -eq 0 ] && return 0
+		sleep 0.1
+	done
+	kill -KILL "${alive[@]}" 2>/dev/null || true
 }
 
 # in_root ROOT V CMD...: a command as root in the chroot, with a clean environment
@@ -271,6 +316,7 @@ make_chroot() {
 			rm -rf --one-file-system "$root"
 		fi
 		mkdir -p "$root"
+		current_root=$root # debootstrap mounts /proc in it
 		if ! bg debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$log/debootstrap.log" 2>&1; then
 			tail -30 "$log/debootstrap.log"
 			phase_end "FAILED (see $log/debootstrap.log)"
@@ -536,6 +582,9 @@ summary() {
 		echo "  build:      ${result[$v,build]}"
 		echo "  pg_regress: ${result[$v,regress]}"
 		echo "  e2e:        ${result[$v,e2e]}"
+		if [ -n "${result[$v,running]:-}" ]; then
+			echo "  stopped:    during \"${result[$v,running]}\" (after $(elapsed "$phase_t0") s)"
+		fi
 		line=""
 		IFS='|' read -ra ps <<<"${order[$v]:-}"
 		for p in "${ps[@]}"; do

@@ -430,9 +430,12 @@ def test_kill_9_mid_batch_loses_and_duplicates_nothing(pg, api):
     os.kill(pid, signal.SIGKILL)
     # the postmaster restarts every backend after a crash: reconnect
     def reconnected():
+        # until the postmaster has reset every backend, a connection may
+        # still see the old worker in shared memory
         try:
             pg.conn = pg.connect()
-            return pg.value("SELECT worker_pid FROM jobsched.status WHERE listening")
+            return pg.value("SELECT worker_pid FROM jobsched.status"
+                            " WHERE listening AND worker_pid <> %s", (pid,))
         except psycopg2.Error:
             return None
     new_pid = wait_for("the worker to come back", reconnected, timeout=60, interval=0.2)
