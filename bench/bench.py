@@ -82,18 +82,22 @@ def reset(pg):
     pg.execute("TRUNCATE jobsched.jobs")
 
 
-def bench_latency(pg, api, n, warmup=50):
+def bench_latency(pg, api, n, warmup=50, keep_rows=False):
     """Jobs inserted one per transaction, 4 ms apart.  Returns the commit ->
     POST latencies in ms: from the server's answer to the INSERT reaching
     the client's socket to the worker's create reaching the API's, both as
     the kernel timestamped the bytes (see wire.py), so neither end depends
-    on when the client or the API test server next gets a core."""
+    on when the client or the API test server next gets a core.  keep_rows:
+    measure with the table as it is (no warm-up, no emptying)."""
     tap = Tap(api.port)
     pg.set_config(kube_api_url=f"https://127.0.0.1:{tap.port}")
     client = PgWire("127.0.0.1", pg.port, "postgres", pg.conn.info.dbname)
+    runs = (("the measured jobs", n),) if keep_rows else \
+        (("the warm-up", warmup), ("the measured jobs", n))
     try:
-        for what, count in (("the warm-up", warmup), ("the measured jobs", n)):
-            reset(pg)
+        for what, count in runs:
+            if not keep_rows:
+                reset(pg)
             api.call("DELETE", "/requests")
             answered = {}
             for _ in range(count):
@@ -101,9 +105,7 @@ def bench_latency(pg, api, n, warmup=50):
                     "INSERT INTO jobsched.jobs (type, params) VALUES ('bench', '{}') RETURNING id")
                 answered[int(values[0])] = at
                 time.sleep(0.004)
-            wait_for(what, lambda: pg.value(
-                "SELECT count(*) FROM jobsched.jobs WHERE state = 'submitted'") == count,
-                timeout=120)
+            wait_for(what, lambda: len(api.requests("POST")) >= count, timeout=120)
         return [tap.sent_before(r["ts"]) -
                 answered[int(r["body"]["metadata"]["labels"]["jobsched.io/job-id"])]
                 for r in api.requests("POST")]
@@ -322,29 +324,6 @@ def bench_big_table(args, api, pg, fast_api):
     api.call("DELETE", "/state")
 
 
-def latency_without_reset(pg, api, n):
-    """Commit -> POST as bench_latency measures it, with the table as it is."""
-    tap = Tap(api.port)
-    pg.set_config(kube_api_url=f"https://127.0.0.1:{tap.port}")
-    client = PgWire("127.0.0.1", pg.port, "postgres", pg.conn.info.dbname)
-    try:
-        api.call("DELETE", "/requests")
-        answered = {}
-        for _ in range(n):
-            values, at = client.query(
-                "INSERT INTO jobsched.jobs (type, params) VALUES ('bench', '{}') RETURNING id")
-            answered[int(values[0])] = at
-            time.sleep(0.004)
-        wait_for("the measured jobs", lambda: len(api.requests("POST")) >= n, timeout=120)
-        return [tap.sent_before(r["ts"]) -
-                answered[int(r["body"]["metadata"]["labels"]["jobsched.io/job-id"])]
-                for r in api.requests("POST")]
-    finally:
-        client.close()
-        pg.set_config(kube_api_url=None)
-        tap.stop()
-
-
 def bench_idle(args, api, pg):
     """The worker with many live Jobs and nothing to do: its steady cost
     (watches renewed every sync_interval, bookmarks, the periodic scans),
@@ -403,7 +382,7 @@ def bench_idle(args, api, pg):
           f"gone): {relist_cpu:.2f} s of CPU, {time.monotonic() - t0 - 1:.1f} s; amortized over "
           f"30 min {relist_cpu / 1800 * 100:.2f} % of a core")
     api.call("PUT", "/log", {"bodies": True})
-    lat = latency_without_reset(pg, api, 300)
+    lat = bench_latency(pg, api, 300, keep_rows=True)
     print(f"  commit -> POST meanwhile (idle), 300 jobs 4 ms apart: p50 {pct(lat, 50):.2f} ms   "
           f"p99 {pct(lat, 99):.2f} ms")
     pss, private = memory_kb(pid)

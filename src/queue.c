@@ -673,6 +673,18 @@ queue_value_array(Datum *values, int n, Oid type, bool zero_is_null)
 											  type, typlen, typbyval, typalign));
 }
 
+/* an int8[] of ids */
+static Datum
+queue_id_array(int64 *ids, int n)
+{
+	Datum	   *values = palloc(sizeof(Datum) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		values[i] = Int64GetDatum(ids[i]);
+	return queue_value_array(values, n, INT8OID, false);
+}
+
 /* ---- the claim ---- */
 
 /* Put rows a crash or an error left claimed back to pending. */
@@ -913,13 +925,8 @@ jobsched_queue_record(JobschedJob **jobs, int njobs, QueueRecorded *recorded)
 void
 jobsched_queue_retry_now(int64 *ids, int n)
 {
-	Datum	   *values = palloc(sizeof(Datum) * Max(n, 1));
-	Datum		args[1];
-	int			i;
+	Datum		args[1] = {queue_id_array(ids, n)};
 
-	for (i = 0; i < n; i++)
-		values[i] = Int64GetDatum(ids[i]);
-	args[0] = queue_value_array(values, n, INT8OID, false);
 	queue_run(&queue_retry_now, args, NULL, SPI_OK_UPDATE);
 }
 
@@ -1079,13 +1086,8 @@ jobsched_queue_live_jobs(const char *namespace, TimestampTz before, MemoryContex
 int
 jobsched_queue_mark_missing(int64 *ids, int n)
 {
-	Datum	   *values = palloc(sizeof(Datum) * Max(n, 1));
-	Datum		args[1];
-	int			i;
+	Datum		args[1] = {queue_id_array(ids, n)};
 
-	for (i = 0; i < n; i++)
-		values[i] = Int64GetDatum(ids[i]);
-	args[0] = queue_value_array(values, n, INT8OID, false);
 	queue_run(&queue_mark_missing, args, NULL, SPI_OK_UPDATE);
 	return (int) SPI_processed;
 }

@@ -528,7 +528,7 @@ run_version() {
 	rc=0
 	as_postgres "$root" "$v" "make installcheck PG_CONFIG=$pgc" >"$log/installcheck.log" 2>&1 || rc=$?
 	cat "$log/installcheck.log"
-	out=$(grep -E 'tests? (passed|failed)|All [0-9]+ tests passed' "$log/installcheck.log" | tail -1 | sed 's/^[#[:space:]]*//')
+	out=$(grep -E 'tests? (passed|failed)|All [0-9]+ tests passed' "$log/installcheck.log" | tail -1 | sed 's/^[#[:space:]]*//;s/[[:space:]]*$//')
 	if [ "$rc" -eq 0 ]; then
 		result["$v,regress"]="ok: ${out:-exit 0}"
 		phase_end ok

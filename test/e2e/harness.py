@@ -137,7 +137,24 @@ class KubeApi:
         self.log.close()
 
 
-class Postgres:
+class Queries:
+    """execute/query/value on self.conn, an autocommit connection."""
+
+    def execute(self, sql, args=None):
+        with self.conn.cursor() as cur:
+            cur.execute(sql, args)
+
+    def query(self, sql, args=None):
+        with self.conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall()
+
+    def value(self, sql, args=None):
+        rows = self.query(sql, args)
+        return rows[0][0] if rows else None
+
+
+class Postgres(Queries):
     """A throwaway cluster with jobsched preloaded, run by this (non-root) user."""
 
     def __init__(self, workdir, api, settings=None, fsync=False, tcp=False):
@@ -206,19 +223,6 @@ jobsched.request_timeout = '5s'
                                 dbname=dbname)
         conn.autocommit = True
         return conn
-
-    def execute(self, sql, args=None):
-        with self.conn.cursor() as cur:
-            cur.execute(sql, args)
-
-    def query(self, sql, args=None):
-        with self.conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-
-    def value(self, sql, args=None):
-        rows = self.query(sql, args)
-        return rows[0][0] if rows else None
 
     def status(self):
         with self.conn.cursor() as cur:

@@ -28,7 +28,7 @@ import time
 import psycopg2
 import pytest
 
-from harness import DBNAME, ROOT, wait_for
+from harness import DBNAME, ROOT, Queries, wait_for
 
 HOSTILE = "hostile"
 HOSTILE_PATH = "public, pg_catalog"
@@ -481,7 +481,7 @@ END$$;
 
 # ---- helpers -------------------------------------------------------------
 
-class Session:
+class Session(Queries):
     """A connection of its own (as hostile, or a careless superuser)."""
 
     def __init__(self, pg, user, search_path=None):
@@ -489,18 +489,6 @@ class Session:
         self.conn.autocommit = True
         if search_path:
             self.execute(f"SET search_path = {search_path}")
-
-    def execute(self, sql, args=None):
-        with self.conn.cursor() as cur:
-            cur.execute(sql, args)
-
-    def query(self, sql, args=None):
-        with self.conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-
-    def value(self, sql, args=None):
-        return self.query(sql, args)[0][0]
 
     def close(self):
         self.conn.close()
