@@ -133,12 +133,13 @@ worker_reload(void)
 {
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
+	jobsched_guc_warn_risky();
 	jobsched_kube_configure();
-	jobsched_shmem_publish_config();
 	jobsched_dispatch_reload();
 	jobsched_sync_reload();
 	jobsched_cancel_wake();
-	jobsched_guc_warn_risky();
+	/* last: whoever waits for the reload sees it done */
+	jobsched_shmem_publish_config();
 }
 
 static void
