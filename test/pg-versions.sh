@@ -451,9 +451,9 @@ run_version() {
 	# -k: every file's errors, not only the first failing file's
 	if in_root "$root" "$v" make -C /build/jobsched -k PG_CONFIG="$pgc" >"$log/build.log" 2>&1; then
 		result["$v,build"]="ok"
-		if grep -qE '(warning|error):' "$log/build.log"; then
-			echo "compiler diagnostics:"
-			grep -E '(warning|error):' "$log/build.log" | awk '!seen[$0]++'
+		if grep -qE '(warning|error): ' "$log/build.log"; then
+			echo "compiler warnings (deduplicated; full log: $log/build.log):"
+			diagnostics "$log/build.log"
 		fi
 		phase_end ok
 	else
