@@ -73,7 +73,10 @@ static int64 kube_timer_deadline = -1;
 
 static WaitEventSet *kube_wait_set = NULL;
 
-/* the last time the API answered a request as a working server does */
+/*
+ * The latest start of a request the API answered as a working server does:
+ * a watch that began before an outage and ends during it proves nothing.
+ */
 static TimestampTz kube_last_answer_at = 0;
 
 /* the URL is plain http (a loopback proxy): never send the token there */
@@ -470,6 +473,7 @@ jobsched_kube_request_start(KubeRequest *req)
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not start a Kubernetes API request"),
 				 errdetail_internal("%s", curl_multi_strerror(mrc))));
+	req->started_at = GetCurrentTimestamp();
 	dlist_push_tail(&kube_running, &req->node);
 	kube_nrunning++;
 }
@@ -600,8 +604,9 @@ kube_collect_finished(void)
 			req->sent = (sent > 0);
 		else
 			req->sent = true;	/* cannot tell: assume the worst */
-		if (req->http_status > 0 && req->http_status < 500 && req->http_status != 429)
-			kube_last_answer_at = GetCurrentTimestamp();
+		if (req->http_status > 0 && req->http_status < 500 && req->http_status != 429 &&
+			req->started_at > kube_last_answer_at)
+			kube_last_answer_at = req->started_at;
 		kube_release_handle(req);
 		dlist_delete(&req->node);
 		dlist_push_tail(&kube_done, &req->node);
@@ -715,9 +720,9 @@ jobsched_kube_wait(long timeout_ms, uint32 wait_event_info)
 }
 
 /*
- * When the API last answered a request as a working server does (any
- * status but 5xx and 429); 0 if never.  An outage is over once this is
- * later than its start, whoever made the request.
+ * When the latest request that the API answered as a working server does
+ * (any status but 5xx and 429) was started; 0 if never.  An outage is over
+ * once this is later than its start, whoever made the request.
  */
 TimestampTz
 jobsched_kube_last_answer_at(void)

@@ -46,6 +46,7 @@ struct KubeRequest
 	size_t		response_len;
 	int			retry_after;	/* Retry-After in seconds, or -1 */
 	bool		sent;			/* the request left us: it may have had effect */
+	TimestampTz started_at;		/* when it was handed to libcurl */
 	bool		overflow;		/* the answer was larger than max_response */
 
 	/* private to kube.c */

@@ -154,23 +154,12 @@ static QueueStatement queue_claimed_left = {
 };
 
 /*
- * The outcomes of claimed rows, in one statement.  l holds the rows we
- * could lock: one someone else holds is deferred, and one no longer
- * claimed (an operator changed it) keeps the operator's change.  The
- * result says which happened to each locked row.
+ * The outcomes of claimed rows, in one statement: of the rows still
+ * claimed, those we could lock (someone may hold one) get theirs.  The
+ * caller asks queue_claimed_held which of the rest were held.
  */
 static QueueStatement queue_record = {
-	"WITH o AS (SELECT * FROM ROWS FROM ("
-	"               pg_catalog.unnest($1::int8[]), pg_catalog.unnest($2::text[]),"
-	"               pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[]),"
-	"               pg_catalog.unnest($5::text[]), pg_catalog.unnest($6::text[]),"
-	"               pg_catalog.unnest($7::int4[]), pg_catalog.unnest($8::int4[]),"
-	"               pg_catalog.unnest($9::timestamptz[]), pg_catalog.unnest($10::bool[]))"
-	"             AS o(id, state, ns, name, uid, error, attempted, retryable,"
-	"                  retry_at, unsettled)),"
-	"     l AS (SELECT j.id, j.state FROM jobsched.jobs j"
-	"            WHERE j.id = ANY ($1) FOR UPDATE SKIP LOCKED),"
-	"     u AS (UPDATE jobsched.jobs j SET"
+	"UPDATE jobsched.jobs j SET"
 	"   state = CASE WHEN o.state = 'pending' AND j.cancel_requested_at IS NOT NULL"
 	"                     AND NOT o.unsettled"
 	"           THEN 'cancelled' ELSE o.state END,"
@@ -191,14 +180,26 @@ static QueueStatement queue_record = {
 	"                       AND NOT o.unsettled)"
 	"                 THEN pg_catalog.now()"
 	"                 ELSE j.finished_at END"
-	"  FROM o, l"
-	" WHERE j.id = l.id AND o.id = l.id AND l.state = 'claimed'"
-	" RETURNING j.id, j.state = 'submitted' AND j.cancel_requested_at IS NOT NULL AS doomed)"
-	"SELECT l.id, u.id IS NOT NULL, coalesce(u.doomed, false)"
-	"  FROM l LEFT JOIN u ON u.id = l.id",
+	"  FROM ROWS FROM ("
+	"         pg_catalog.unnest($1::int8[]), pg_catalog.unnest($2::text[]),"
+	"         pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[]),"
+	"         pg_catalog.unnest($5::text[]), pg_catalog.unnest($6::text[]),"
+	"         pg_catalog.unnest($7::int4[]), pg_catalog.unnest($8::int4[]),"
+	"         pg_catalog.unnest($9::timestamptz[]), pg_catalog.unnest($10::bool[]))"
+	"       AS o(id, state, ns, name, uid, error, attempted, retryable, retry_at, unsettled)"
+	" WHERE j.id = ANY (ARRAY(SELECT id FROM jobsched.jobs"
+	"                          WHERE id = ANY ($1) AND state = 'claimed'"
+	"                          FOR UPDATE SKIP LOCKED))"
+	"   AND o.id = j.id "
+	"RETURNING j.id, j.state = 'submitted' AND j.cancel_requested_at IS NOT NULL",
 	10, {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	TEXTARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID},
-	.writes = true
+	TEXTARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID}
+};
+
+/* which of these rows are still claimed (someone held them) */
+static QueueStatement queue_claimed_held = {
+	"SELECT id FROM jobsched.jobs WHERE id = ANY ($1) AND state = 'claimed'",
+	1, {INT8ARRAYOID}
 };
 
 /* pending rows whose backoff an outage set, due again now that it is over */
@@ -906,7 +907,7 @@ jobsched_queue_record(JobschedJob **jobs, int njobs, QueueRecorded *recorded)
 	args[8] = queue_value_array(retry_at, njobs, TIMESTAMPTZOID, true);
 	args[9] = queue_value_array(unsettled, njobs, BOOLOID, false);
 
-	queue_run(&queue_record, args, NULL, SPI_OK_SELECT);
+	queue_run(&queue_record, args, NULL, SPI_OK_UPDATE_RETURNING);
 	for (r = 0; r < SPI_processed; r++)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[r];
@@ -915,8 +916,34 @@ jobsched_queue_record(JobschedJob **jobs, int njobs, QueueRecorded *recorded)
 
 		for (i = 0; i < njobs; i++)
 			if (jobs[i]->id == id)
-				recorded[i] = queue_bool_value(tuple, desc, 2) ? RECORDED : RECORD_DROPPED;
-		doomed |= queue_bool_value(tuple, desc, 3);
+				recorded[i] = RECORDED;
+		doomed |= queue_bool_value(tuple, desc, 2);
+	}
+
+	/*
+	 * The rest were held by someone (still claimed: try again later) or are
+	 * no longer claimed (an operator changed them, and keeps the change).
+	 */
+	if (SPI_processed < (uint64) njobs)
+	{
+		int			nrest = 0;
+
+		for (i = 0; i < njobs; i++)
+			if (recorded[i] != RECORDED)
+				ids[nrest++] = Int64GetDatum(jobs[i]->id);
+		args[0] = queue_value_array(ids, nrest, INT8OID, false);
+		queue_run(&queue_claimed_held, args, NULL, SPI_OK_SELECT);
+		for (i = 0; i < njobs; i++)
+			if (recorded[i] != RECORDED)
+				recorded[i] = RECORD_DROPPED;
+		for (r = 0; r < SPI_processed; r++)
+		{
+			int64		id = queue_int8_value(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+
+			for (i = 0; i < njobs; i++)
+				if (jobs[i]->id == id)
+					recorded[i] = RECORD_DEFERRED;
+		}
 	}
 	return doomed;
 }

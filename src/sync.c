@@ -57,6 +57,8 @@
 #define SYNC_DEFER_MAX_MS	60000
 /* at most this many statuses are recorded in one transaction */
 #define SYNC_FLUSH_MAX		2000
+/* from this many statuses on, those that cannot change a row are dropped first */
+#define SYNC_FILTER_MIN		200
 
 typedef struct SyncNamespace
 {
@@ -96,8 +98,8 @@ static int	sync_npending = 0;
 static int	sync_pending_cap = 0;
 static TimestampTz sync_last_refresh = 0;
 static uint32 sync_generation = 0;	/* of the identity the lists are for */
-static int	sync_ndeferred = 0;	/* the first of sync_pending are deferred ... */
-static TimestampTz sync_deferred_until = 0; /* ... and wait till then */
+static int	sync_nurgent = 0;	/* pending statuses that change a row now */
+static TimestampTz sync_flush_at = 0;	/* the others wait till then (0: none) */
 
 static void sync_list_done(KubeRequest *req);
 static void sync_watch_done(KubeRequest *req);
@@ -155,7 +157,8 @@ jobsched_sync_reset(void)
 		sync_drop_namespace(dlist_container(SyncNamespace, node, iter.cur));
 	MemoryContextReset(sync_batch_cxt);
 	sync_pending = NULL;
-	sync_npending = sync_pending_cap = sync_ndeferred = 0;
+	sync_npending = sync_pending_cap = sync_nurgent = 0;
+	sync_flush_at = 0;
 	/* the requests were abandoned with every other (worker.c) or just now */
 	MemoryContextReset(sync_pods_cxt);
 	sync_pods_in_flight = 0;
@@ -195,9 +198,15 @@ sync_retry_at(int failures)
 															   jobsched_backoff_max)));
 }
 
-/* Remember what a Job said, for the next flush. */
+/*
+ * Remember what a Job said, for the next flush.  News that changes a row
+ * (running, finished, gone) is recorded at the end of this pass; a Job
+ * that has not started, and statuses kept for later (deferred), are news
+ * only for a row whose create is unsettled, and wait up to SYNC_DEFER_MS
+ * for company, so a stream of new Jobs costs no statement each.
+ */
 static void
-sync_queue(const JobschedJobStatus *st)
+sync_queue(const JobschedJobStatus *st, bool urgent)
 {
 	MemoryContext old = MemoryContextSwitchTo(sync_batch_cxt);
 	JobschedJobStatus *p;
@@ -217,6 +226,10 @@ sync_queue(const JobschedJobStatus *st)
 	p->proof = st->proof ? pstrdup(st->proof) : NULL;
 	p->error = st->error ? jobsched_clean_text(st->error, SYNC_TEXT_MAX) : NULL;
 	MemoryContextSwitchTo(old);
+	if (urgent)
+		sync_nurgent++;
+	else if (sync_flush_at == 0)
+		sync_flush_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SYNC_DEFER_MS);
 }
 
 /*
@@ -243,9 +256,10 @@ sync_observe(SyncNamespace *ns, cJSON *job, bool deleted)
 	if (st.id == 0 || st.name == NULL || st.uid == NULL || st.namespace == NULL ||
 		strcmp(st.namespace, ns->name) != 0 || jobsched_kube_delete_options(st.uid) == NULL)
 		return NULL;
-	/* checked at the flush, for the few rows that need it (sync_prove) */
 	st.proof = jobsched_kobject_string(job, "metadata", "annotations",
 									   JOBSCHED_ANNOTATION_PROOF);
+	st.proven = jobsched_proof_check(st.proof, st.namespace, st.name, st.id,
+									 &st.run, &st.created_at);
 	st.started_at = jobsched_kobject_time(status, "startTime", NULL, NULL);
 
 	finished = jobsched_kobject_finished(job, &succeeded);
@@ -276,7 +290,7 @@ sync_observe(SyncNamespace *ns, cJSON *job, bool deleted)
 	else
 		st.state = "submitted";
 
-	sync_queue(&st);
+	sync_queue(&st, strcmp(st.state, "submitted") != 0);
 	return st.uid;
 }
 
@@ -686,16 +700,14 @@ sync_id_cmp(const void *a, const void *b)
 }
 
 /*
- * Keep only the statuses that may change a row, and check the proof of
- * those that need it.  A row with a known uid is matched by it; only rows
- * without one (their create's answer is lost, or still to come: "open")
- * take a Job by its proof, and only for them is a Job that has not
- * started news.  In a relist of many Jobs most are neither, which saves
- * the worker an HMAC and a row to look at for each.  Returns how many
- * statuses remain, at the front.
+ * Drop the statuses that cannot change a row: a Job that has not started
+ * is news only for a row without a uid (its create's answer lost, or still
+ * to come: "open").  Such rows are few; in a relist of many Jobs, most
+ * statuses are of Jobs not started, and need no row looked at.  Returns
+ * how many statuses remain, at the front.
  */
 static int
-sync_prove(JobschedJobStatus *statuses, int n, int64 *open, int nopen)
+sync_drop_no_news(JobschedJobStatus *statuses, int n, int64 *open, int nopen)
 {
 	int			kept = 0;
 	int			i;
@@ -703,13 +715,10 @@ sync_prove(JobschedJobStatus *statuses, int n, int64 *open, int nopen)
 	for (i = 0; i < n; i++)
 	{
 		JobschedJobStatus *st = &statuses[i];
-		bool		is_open = bsearch(&st->id, open, nopen, sizeof(int64), sync_id_cmp) != NULL;
 
-		if (!is_open && strcmp(st->state, "submitted") == 0)
+		if (strcmp(st->state, "submitted") == 0 &&
+			bsearch(&st->id, open, nopen, sizeof(int64), sync_id_cmp) == NULL)
 			continue;
-		st->proven = is_open &&
-			jobsched_proof_check(st->proof, st->namespace, st->name, st->id,
-								 &st->run, &st->created_at);
 		statuses[kept++] = *st;
 	}
 	return kept;
@@ -725,7 +734,7 @@ sync_flush(void)
 	int64	   *failed = NULL;
 	int			nfailed = 0;
 	int			nkept = 0;
-	int			ndeferred = 0;
+	int			nurgent = 0;
 	int			napply = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	dlist_iter	iter;
@@ -737,8 +746,8 @@ sync_flush(void)
 
 	dlist_foreach(iter, &sync_namespaces)
 		any_missing |= dlist_container(SyncNamespace, node, iter.cur)->check_missing;
-	if ((sync_npending == sync_ndeferred && now < sync_deferred_until && !any_missing) ||
-		(sync_npending == 0 && !any_missing))
+	if (!any_missing && sync_nurgent == 0 &&
+		(sync_npending == 0 || now < sync_flush_at))
 		return;
 
 	/* the latest event of each Job, in order of row */
@@ -759,11 +768,15 @@ sync_flush(void)
 	state = jobsched_queue_begin("jobsched: recording Job status");
 	if (state == QUEUE_READY)
 	{
-		int64	   *open;
-		int			nopen = jobsched_queue_open_rows(cxt, &open);
+		/* worth a look at the open rows when there is much to drop */
+		if (n >= SYNC_FILTER_MIN)
+		{
+			int64	   *open;
+			int			nopen = jobsched_queue_open_rows(cxt, &open);
 
+			n = sync_drop_no_news(statuses, n, open, nopen);
+		}
 		/* a relist of many Jobs is recorded a slice a pass: dispatch goes on */
-		n = sync_prove(statuses, n, open, nopen);
 		napply = Min(n, SYNC_FLUSH_MAX);
 		if (napply > 0)
 			nfailed = jobsched_queue_apply_status(statuses, napply, cxt, &failed, deferred);
@@ -779,8 +792,8 @@ sync_flush(void)
 	if (state == QUEUE_BUSY)
 	{
 		/* someone holds the table: all of it waits a little */
-		sync_ndeferred = sync_npending;
-		sync_deferred_until = TimestampTzPlusMilliseconds(now, SYNC_DEFER_MS);
+		sync_nurgent = 0;
+		sync_flush_at = TimestampTzPlusMilliseconds(now, SYNC_DEFER_MS);
 		return;
 	}
 
@@ -807,8 +820,8 @@ sync_flush(void)
 	/*
 	 * Statuses whose row was claimed (its create's answer not yet recorded)
 	 * or held by someone are tried again shortly, for a while, and those
-	 * beyond this pass's slice at the next pass: copied out of the batch's
-	 * memory before it goes.
+	 * beyond this pass's slice soon too (at the next pass if they are
+	 * news): copied out of the batch's memory before it goes.
 	 */
 	for (i = 0; i < n; i++)
 	{
@@ -817,8 +830,8 @@ sync_flush(void)
 		if (i < napply &&
 			(!deferred[i] || now - st->seen_at > SYNC_DEFER_MAX_MS * (TimestampTz) 1000))
 			continue;
-		if (i < napply)
-			ndeferred++;
+		if (i >= napply && strcmp(st->state, "submitted") != 0)
+			nurgent++;
 		st->namespace = pstrdup(st->namespace);
 		st->name = pstrdup(st->name);
 		st->uid = pstrdup(st->uid);
@@ -830,11 +843,11 @@ sync_flush(void)
 	sync_pending = NULL;
 	sync_npending = 0;
 	sync_pending_cap = 0;
+	sync_nurgent = 0;
+	sync_flush_at = 0;
 	for (i = 0; i < nkept; i++)
-		sync_queue(&statuses[i]);
-	sync_ndeferred = ndeferred;
-	if (ndeferred > 0)
-		sync_deferred_until = TimestampTzPlusMilliseconds(now, SYNC_DEFER_MS);
+		sync_queue(&statuses[i], false);
+	sync_nurgent = nurgent;
 }
 
 /* Which namespaces to follow: refreshed every sync_interval. */
@@ -942,10 +955,10 @@ jobsched_sync_run(void)
 			timeout = Min(timeout, jobsched_ms_until(now, ns->next_watch_at));
 	}
 	sync_flush();
-	if (sync_npending > sync_ndeferred)
+	if (sync_nurgent > 0)
 		timeout = 0;			/* the rest of a large batch */
-	else if (sync_ndeferred > 0)
+	else if (sync_npending > 0)
 		timeout = Min(timeout, Max(jobsched_ms_until(GetCurrentTimestamp(),
-													 sync_deferred_until), 1));
+													 sync_flush_at), 1));
 	return timeout;
 }
