@@ -39,3 +39,10 @@ include $(PGXS)
 
 # every object depends on the headers (PGXS tracks no header dependencies)
 $(OBJS): $(wildcard src/*.h)
+
+# a release tarball as PGXN expects it: the committed tree, in a versioned directory
+DIST_VERSION = $(shell sed -n 's/^ *"version": "\(.*\)",$$/\1/p' META.json | head -1)
+dist:
+	git archive --format zip --prefix=$(EXTENSION)-$(DIST_VERSION)/ \
+		-o $(EXTENSION)-$(DIST_VERSION).zip HEAD
+.PHONY: dist

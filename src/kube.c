@@ -32,6 +32,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "jobsched.h"
 #include "kube.h"
 
@@ -621,7 +622,7 @@ kube_rebuild_wait_set(void)
 
 	if (kube_wait_set)
 		FreeWaitEventSet(kube_wait_set);
-	kube_wait_set = CreateWaitEventSet(TopMemoryContext, kube_nsockets + 2);
+	kube_wait_set = jobsched_create_wait_event_set(kube_nsockets + 2);
 	AddWaitEventToSet(kube_wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(kube_wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	for (i = 0; i < kube_nsockets; i++)

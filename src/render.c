@@ -65,6 +65,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
+#include "compat.h"
 #include "jobsched.h"
 #include "render.h"
 

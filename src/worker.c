@@ -35,6 +35,7 @@
 
 #include "cancel.h"
 #include "cleanup.h"
+#include "compat.h"
 #include "dispatch.h"
 #include "jobsched.h"
 #include "kube.h"
@@ -254,7 +255,7 @@ jobsched_worker_main(Datum main_arg)
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	jobsched_wake_mark_worker_process();
-	jobsched_shmem_set_worker(MyProcPid, MyProc->pgprocno);
+	jobsched_shmem_set_worker(MyProcPid, jobsched_my_procno());
 	before_shmem_exit(worker_on_exit, (Datum) 0);
 
 	worker_pass_cxt = AllocSetContextCreate(TopMemoryContext, "jobsched worker pass",
