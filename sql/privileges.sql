@@ -79,8 +79,11 @@ RESET ROLE;
 
 -- The settings that name credential files are for superusers only.
 SET ROLE jobsched_app;
+-- (The wording changed in PostgreSQL 16; the error code did not.)
+\set VERBOSITY sqlstate
 SHOW jobsched.kube_token_file;
 SHOW jobsched.kube_ca_file;
+\set VERBOSITY default
 RESET ROLE;
 
 DELETE FROM jobsched.jobs;

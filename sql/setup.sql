@@ -1,7 +1,10 @@
 -- The extension refuses databases other than jobsched.database.
 CREATE DATABASE jobsched_elsewhere;
 \c jobsched_elsewhere
+-- (PostgreSQL 18 adds the script's text to the context; the message is the point.)
+\set SHOW_CONTEXT never
 CREATE EXTENSION jobsched;
+\set SHOW_CONTEXT errors
 \c contrib_regression
 DROP DATABASE jobsched_elsewhere;
 
