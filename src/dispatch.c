@@ -65,6 +65,8 @@
 #define DISPATCH_FLUSH_MS		10
 /* outcomes of rows someone holds are tried again after this */
 #define DISPATCH_DEFER_MS		200
+/* how often to look for ALTER EXTENSION UPDATE, which rings no doorbell */
+#define DISPATCH_OLD_SCHEMA_MS	1000
 
 /*
  * A claim that found several jobs, one or more for each this long since
@@ -986,12 +988,19 @@ dispatch_prepare(TimestampTz now)
 	}
 	if (state != QUEUE_READY)
 	{
-		/* someone holds the table: try again soon, not after poll_interval */
-		if (state == QUEUE_BUSY)
+		/*
+		 * Someone holds the table, or the schema waits for its update: look
+		 * again soon, not after poll_interval.
+		 */
+		if (state == QUEUE_BUSY || state == QUEUE_OLD_SCHEMA)
 			d.last_ready_check = now - (TimestampTz) jobsched_poll_interval * 1000 +
-				DISPATCH_DEFER_MS * 1000;
+				(state == QUEUE_BUSY ? DISPATCH_DEFER_MS : DISPATCH_OLD_SCHEMA_MS) * 1000;
 		return;
 	}
+	if (d.told_old_schema)
+		ereport(LOG,
+				(errmsg("the jobsched extension's SQL objects are now version %s; the worker carries on",
+						jobsched_queue_schema_version())));
 	d.told_old_schema = false;
 	if (recovered > 0)
 		ereport(LOG,

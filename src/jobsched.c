@@ -61,5 +61,18 @@ _PG_init(void)
 	shmem_startup_hook = jobsched_shmem_startup_hook;
 
 	jobsched_wake_init();
+
+	/*
+	 * pg_upgrade starts both clusters in binary-upgrade mode, with our
+	 * library preloaded, while it dumps, restores and moves the data: a
+	 * worker there would submit or change jobs the real cluster then knows
+	 * nothing of.
+	 */
+	if (IsBinaryUpgrade)
+	{
+		ereport(LOG,
+				(errmsg("jobsched worker not started: the server runs in binary-upgrade mode")));
+		return;
+	}
 	jobsched_worker_register();
 }

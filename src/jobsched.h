@@ -139,6 +139,7 @@ typedef struct JobschedProofInput
 
 extern bool jobsched_installation_load(void);
 extern const char *jobsched_instance_id(void);
+extern char *jobsched_legacy_instance_id(void);
 extern uint32 jobsched_identity_generation(void);
 extern TimestampTz jobsched_labels_trusted_before(void);
 extern bool jobsched_is_dns_label(const char *s);

@@ -342,8 +342,8 @@ jobsched_job_name_of_run(PG_FUNCTION_ARGS)
  * and the database's OID.  The update to 1.1 keeps it as the instance, so
  * the Jobs 1.0 made keep their names.
  */
-static char *
-naming_legacy_instance(void)
+char *
+jobsched_legacy_instance_id(void)
 {
 	uint64		key[2];
 	uint64		hash;
@@ -358,7 +358,7 @@ naming_legacy_instance(void)
 Datum
 jobsched_legacy_instance(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TEXT_P(cstring_to_text(naming_legacy_instance()));
+	PG_RETURN_TEXT_P(cstring_to_text(jobsched_legacy_instance_id()));
 }
 
 /*
@@ -372,6 +372,6 @@ jobsched_sql_job_name(PG_FUNCTION_ARGS)
 	char	   *type = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	int64		job_id = PG_GETARG_INT64(1);
 
-	PG_RETURN_TEXT_P(cstring_to_text(jobsched_job_name(naming_legacy_instance(),
+	PG_RETURN_TEXT_P(cstring_to_text(jobsched_job_name(jobsched_legacy_instance_id(),
 													   type, job_id, 0)));
 }

@@ -246,6 +246,11 @@ jobsched_worker_state(PG_FUNCTION_ARGS)
 			*n = (copy.last_cleanup_at == 0);
 			*v = Int64GetDatum((int64) copy.last_cleanup_pods_deleted);
 		}
+		else if (strcmp(name, "instance") == 0)
+		{
+			/* only 1.0 declares it here; 1.1 reads jobsched.installation */
+			*v = CStringGetTextDatum(jobsched_legacy_instance_id());
+		}
 		else
 			*n = true;
 	}
