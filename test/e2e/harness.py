@@ -155,9 +155,11 @@ class Queries:
 
 
 class Postgres(Queries):
-    """A throwaway cluster with jobsched preloaded, run by this (non-root) user."""
+    """A throwaway cluster with jobsched preloaded, run by this (non-root) user:
+    started, with the database and the extension created, unless start is
+    false (then only initialised and configured)."""
 
-    def __init__(self, workdir, api, settings=None, fsync=False, tcp=False):
+    def __init__(self, workdir, api, settings=None, fsync=False, tcp=False, start=True):
         self.datadir = os.path.join(workdir, "pgdata")
         self.logfile = os.path.join(workdir, "postgres.log")
         self.sockdir = workdir
@@ -187,6 +189,8 @@ jobsched.request_timeout = '5s'
 """)
             for name, value in (settings or {}).items():
                 f.write(f"jobsched.{name} = '{value}'\n")
+        if not start:
+            return
         self.start()
         self.psql_admin(f"CREATE DATABASE {DBNAME}")
         self.conn = self.connect()
