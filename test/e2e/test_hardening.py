@@ -105,32 +105,45 @@ def test_a_reload_clears_a_pause(pg, api):
 
 # ---- storms -----------------------------------------------------------------
 
+def last_seq(api):
+    return max((r["seq"] for r in api.requests()), default=0)
+
+
+def assert_backs_off(requests):
+    """Requests the worker repeats after failures: never a storm (the first
+    delay is at least backoff_base / 2, 50 ms here), and growing towards
+    backoff_max (1 s here; the fifth delay is 500 ms to 1 s)."""
+    gaps = [round(b["ts"] - a["ts"]) for a, b in zip(requests, requests[1:])]
+    assert min(gaps) >= 40, f"delays between attempts, ms: {gaps}"
+    assert gaps[4] >= 400, f"delays between attempts, ms: {gaps}"
+
+
 def test_a_watch_the_server_ends_at_once_backs_off(pg, api):
     submitted(pg)
     wait_for("a watch", lambda: watches(api))
     api.call("PUT", "/watch", {"end_at_once": True})
+    since = last_seq(api)
     api.call("POST", "/watch/close")
-    before = len(watches(api))
-    time.sleep(3)
-    storm = len(watches(api)) - before
-    assert 1 <= storm <= 15, f"{storm} watches in 3 s"
+    storm = wait_for("six watches the server ends at once", lambda: (
+        lambda w: w if len(w) >= 6 else None)([r for r in watches(api) if r["seq"] > since]))
     api.call("PUT", "/watch", {"end_at_once": False})
+    assert_backs_off(storm[:6])
 
 
 def test_a_failing_list_backs_off(pg, api):
-    row = submitted(pg)
-    wait_for("a watch", lambda: watches(api))
+    """The first list of a namespace the worker starts to follow fails, and
+    fails again: it backs off, and syncs once the list works."""
+    other = "jobsched-other"
+    pg.execute("UPDATE jobsched.job_types SET namespace = %s", (other,))
     api.fault(mode="status", status=500, methods=["GET"], watch=False,
-              path_prefix=f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs")
-    # the watch's history is gone: it must relist, and the list fails
-    api.call("POST", "/watch/compact")
-    api.call("POST", "/watch/close")
-    time.sleep(1)
-    before = len(lists(api))
-    time.sleep(3)
-    failing = len(lists(api)) - before
-    assert 1 <= failing <= 15, f"{failing} lists in 3 s"
+              path_prefix=f"/apis/batch/v1/namespaces/{other}/jobs")
+    row = pg.wait_state(submit(pg), "submitted")
+    failing = wait_for("six failing lists", lambda: (
+        lambda found: found if len(found) >= 6 else None)(
+            [r for r in lists(api) if r["path"].startswith(f"/apis/batch/v1/namespaces/{other}/")]))
     api.fault(mode="none")
+    assert_backs_off(failing[:6])
+    assert all(r["status"] == 500 for r in failing[:6])
     drive(api, row, phase="succeeded")
     pg.wait_state(row["id"], "succeeded", timeout=10)
 
@@ -205,9 +218,10 @@ def test_a_lowered_sync_interval_takes_effect_at_once(pg, api):
     submitted(pg)
     wait_for("a watch", lambda: watches(api))
     pg.set_config(sync_interval="1s")
-    before = len(watches(api))
-    time.sleep(3.5)
-    assert len(watches(api)) - before >= 2, "watches are not renewed every sync_interval"
+    since = last_seq(api)
+    # with 1h still in force, no watch would end for an hour
+    wait_for("two watches renewed after sync_interval (1 s)",
+             lambda: len([r for r in watches(api) if r["seq"] > since]) >= 2, timeout=5)
 
 
 def test_a_small_cleanup_age_draws_a_warning(pg, api):
