@@ -12,6 +12,11 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 
+/* shmem_request_hook came with 15 */
+#if PG_VERSION_NUM < 150000
+#error "jobsched needs PostgreSQL 15 or later"
+#endif
+
 /* 17 gave wait event sets a resource owner (none: we free ours ourselves) */
 #if PG_VERSION_NUM >= 170000
 #define jobsched_create_wait_event_set(nevents) \

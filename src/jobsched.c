@@ -13,6 +13,7 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 
+#include "compat.h"
 #include "jobsched.h"
 
 PG_MODULE_MAGIC;
