@@ -149,7 +149,7 @@ def bench_status_latency(pg, api, n):
     pg.execute("CREATE TABLE IF NOT EXISTS bench_changes (id bigint, at timestamptz)")
     pg.execute("TRUNCATE bench_changes")
     pg.execute("""CREATE OR REPLACE FUNCTION bench_stamp() RETURNS trigger LANGUAGE plpgsql AS
-                  $$BEGIN INSERT INTO bench_changes VALUES (NEW.id, clock_timestamp()); RETURN NULL; END$$""")
+                  $$BEGIN INSERT INTO public.bench_changes VALUES (NEW.id, clock_timestamp()); RETURN NULL; END$$""")
     pg.execute("DROP TRIGGER IF EXISTS bench_stamp ON jobsched.jobs")
     pg.execute("CREATE TRIGGER bench_stamp AFTER UPDATE OF state ON jobsched.jobs FOR EACH ROW"
                " WHEN (NEW.state = 'succeeded') EXECUTE FUNCTION bench_stamp()")
