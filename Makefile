@@ -9,7 +9,7 @@ OBJS = \
 	src/wake.o \
 	src/naming.o \
 	src/render.o \
-	src/preview.o \
+	src/render_sql.o \
 	src/queue.o \
 	src/kube.o \
 	src/kobject.o \

@@ -64,7 +64,7 @@ static void
 cancel_record(int64 id, const char *error)
 {
 	/* someone holding the row makes the next scan find it again */
-	if (jobsched_queue_begin("jobsched: recording a cancellation") == QUEUE_READY)
+	if (jobsched_queue_begin("recording a cancellation") == QUEUE_READY)
 		(void) jobsched_queue_record_cancelled(id, error);
 	jobsched_queue_end();
 }
@@ -196,7 +196,7 @@ jobsched_cancel_run(void)
 		cancel_due = false;
 		cancel_last_scan = now;
 		next_scan = now + (TimestampTz) jobsched_sync_interval * 1000;
-		if (jobsched_queue_begin("jobsched: reading cancel requests") == QUEUE_READY)
+		if (jobsched_queue_begin("reading cancel requests") == QUEUE_READY)
 			n = jobsched_queue_cancel_requests(CANCEL_BATCH, namespace, cancel_cxt, &jobs);
 		jobsched_queue_end();
 

@@ -35,7 +35,6 @@
 #include "queue.h"
 
 #define CLEANUP_PAGE_SIZE	500
-#define CLEANUP_BIG_RESPONSE (64 * 1024 * 1024)
 
 typedef enum CleanupPhase
 {
@@ -82,16 +81,23 @@ jobsched_cleanup_init(void)
 										ALLOCSET_DEFAULT_SIZES);
 }
 
-void
-jobsched_cleanup_reset(void)
+/* Let go of a run's state, and all its memory. */
+static void
+cleanup_forget_run(void)
 {
 	MemoryContextReset(cleanup_cxt);
 	cleanup_phase = CLEANUP_IDLE;
 	cleanup_namespaces = NIL;
 	cleanup_current = NULL;
 	cleanup_jobs = NULL;
-	cleanup_list_req = NULL;
 	cleanup_continue = NULL;
+}
+
+void
+jobsched_cleanup_reset(void)
+{
+	cleanup_forget_run();
+	cleanup_list_req = NULL;
 	cleanup_deletes_in_flight = 0;
 	/* the next run comes at the interval: the error may repeat */
 	cleanup_last_start = GetCurrentTimestamp();
@@ -159,7 +165,7 @@ cleanup_start_list(void)
 												 cleanup_list_jobs_done : cleanup_list_pods_done,
 												 NULL, 0);
 	if (cleanup_page_limit == 1)
-		cleanup_list_req->max_response = CLEANUP_BIG_RESPONSE;
+		cleanup_list_req->max_response = KUBE_BIG_RESPONSE;
 	MemoryContextSwitchTo(old);
 	cleanup_list_done = false;
 	jobsched_kube_request_start(cleanup_list_req);
@@ -194,12 +200,7 @@ cleanup_advance(void)
 		ereport(LOG,
 				(errmsg("cleanup deleted " UINT64_FORMAT " Jobs and " UINT64_FORMAT " pods",
 						cleanup_jobs_deleted, cleanup_pods_deleted)));
-	MemoryContextReset(cleanup_cxt);
-	cleanup_namespaces = NIL;
-	cleanup_current = NULL;
-	cleanup_jobs = NULL;
-	cleanup_continue = NULL;
-	cleanup_phase = CLEANUP_IDLE;
+	cleanup_forget_run();
 }
 
 /* Created before the cutoff?  Unreadable times count as young. */
@@ -249,7 +250,7 @@ cleanup_delete_done(KubeRequest *req)
 				char	   *msg = psprintf("deleted by cleanup while still active, more than %d s after it was created (jobsched.cleanup_age)",
 										   jobsched_cleanup_age);
 
-				if (jobsched_queue_begin("jobsched: recording cleanup") == QUEUE_READY)
+				if (jobsched_queue_begin("recording cleanup") == QUEUE_READY)
 					jobsched_queue_record_cleanup(&d->job, cleanup_was_active(req, d->active),
 												  msg);
 				jobsched_queue_end();
@@ -365,73 +366,85 @@ cleanup_may_delete(cJSON *obj, const char *job_name, JobschedJobStatus *ours)
 	return !cleanup_only_ours();
 }
 
+/* What to do with one listed object that has a name and a uid. */
+typedef void (*CleanupVisit) (cJSON *item, const char *name, const char *uid);
+
+/* Visit every object of a page, then go on to the next page. */
 static void
-cleanup_list_jobs_done(KubeRequest *req)
+cleanup_visit_page(KubeRequest *req, CleanupVisit visit)
 {
 	cJSON	   *root = cleanup_page(req);
 	cJSON	   *item;
 
 	if (root == NULL)
 		return;
-
 	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(root, "items"))
 	{
 		char	   *name = jobsched_kobject_string(item, "metadata", "name", NULL);
 		char	   *uid = jobsched_kobject_string(item, "metadata", "uid", NULL);
-		CleanupName *entry;
-		CleanupDelete what;
-		bool		found;
 
-		if (name == NULL || uid == NULL || strlen(name) > JOBSCHED_NAME_MAX)
-			continue;
-		entry = hash_search(cleanup_jobs, name, HASH_ENTER, &found);
-		entry->deleted = false;
-		if (!cleanup_is_old(item) || !cleanup_may_delete(item, name, &what.job))
-			continue;
-		what.active = (jobsched_kobject_finished(item, NULL) == NULL);
-		what.is_pod = false;
-		if (what.active && jobsched_cleanup_spare_active)
-			continue;
-		entry->deleted = true;
-		cleanup_delete(psprintf("/apis/batch/v1/namespaces/%s/jobs/%s",
-								cleanup_namespace(), name),
-					   uid, &what);
+		if (name != NULL && uid != NULL)
+			visit(item, name, uid);
 	}
 	cleanup_page_done(req, root);
+}
+
+/* A Job: remember its name (for its pods), and delete it if it is due. */
+static void
+cleanup_visit_job(cJSON *item, const char *name, const char *uid)
+{
+	CleanupName *entry;
+	CleanupDelete what;
+	bool		found;
+
+	if (strlen(name) > JOBSCHED_NAME_MAX)
+		return;
+	entry = hash_search(cleanup_jobs, name, HASH_ENTER, &found);
+	entry->deleted = false;
+	if (!cleanup_is_old(item) || !cleanup_may_delete(item, name, &what.job))
+		return;
+	what.active = (jobsched_kobject_finished(item, NULL) == NULL);
+	what.is_pod = false;
+	if (what.active && jobsched_cleanup_spare_active)
+		return;
+	entry->deleted = true;
+	cleanup_delete(psprintf("/apis/batch/v1/namespaces/%s/jobs/%s",
+							cleanup_namespace(), name),
+				   uid, &what);
+}
+
+/* A pod of a Job just deleted, or an old pod whose Job is gone: delete it. */
+static void
+cleanup_visit_pod(cJSON *item, const char *name, const char *uid)
+{
+	char	   *job = jobsched_kobject_string(item, "metadata", "labels",
+											  "batch.kubernetes.io/job-name");
+	CleanupName *entry;
+	CleanupDelete what;
+
+	if (job == NULL || strlen(job) > JOBSCHED_NAME_MAX)
+		return;
+	entry = hash_search(cleanup_jobs, job, HASH_FIND, NULL);
+	if (!((entry && entry->deleted) || (entry == NULL && cleanup_is_old(item))) ||
+		!cleanup_may_delete(item, job, &what.job))
+		return;
+	what.job.id = 0;			/* a pod records nothing on the row */
+	what.active = false;
+	what.is_pod = true;
+	cleanup_delete(psprintf("/api/v1/namespaces/%s/pods/%s", cleanup_namespace(), name),
+				   uid, &what);
+}
+
+static void
+cleanup_list_jobs_done(KubeRequest *req)
+{
+	cleanup_visit_page(req, cleanup_visit_job);
 }
 
 static void
 cleanup_list_pods_done(KubeRequest *req)
 {
-	cJSON	   *root = cleanup_page(req);
-	cJSON	   *item;
-
-	if (root == NULL)
-		return;
-
-	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(root, "items"))
-	{
-		char	   *name = jobsched_kobject_string(item, "metadata", "name", NULL);
-		char	   *uid = jobsched_kobject_string(item, "metadata", "uid", NULL);
-		char	   *job = jobsched_kobject_string(item, "metadata", "labels",
-												  "batch.kubernetes.io/job-name");
-		CleanupName *entry;
-		CleanupDelete what;
-
-		if (name == NULL || uid == NULL || job == NULL || strlen(job) > JOBSCHED_NAME_MAX)
-			continue;
-		entry = hash_search(cleanup_jobs, job, HASH_FIND, NULL);
-		/* a pod of a Job just deleted, or an old pod whose Job is gone */
-		if (!((entry && entry->deleted) || (entry == NULL && cleanup_is_old(item))) ||
-			!cleanup_may_delete(item, job, &what.job))
-			continue;
-		what.job.id = 0;		/* a pod records nothing on the row */
-		what.active = false;
-		what.is_pod = true;
-		cleanup_delete(psprintf("/api/v1/namespaces/%s/pods/%s", cleanup_namespace(), name),
-					   uid, &what);
-	}
-	cleanup_page_done(req, root);
+	cleanup_visit_page(req, cleanup_visit_pod);
 }
 
 /* Start a cleanup run when one is due.  Returns ms until the next one. */
@@ -456,7 +469,7 @@ jobsched_cleanup_run(void)
 		cleanup_jobs_deleted = cleanup_pods_deleted = 0;
 		cleanup_page_limit = CLEANUP_PAGE_SIZE;
 
-		state = jobsched_queue_begin("jobsched: listing namespaces for cleanup");
+		state = jobsched_queue_begin("listing namespaces for cleanup");
 		if (state == QUEUE_READY)
 			cleanup_namespaces = jobsched_queue_namespaces(default_ns, cleanup_cxt);
 		jobsched_queue_end();

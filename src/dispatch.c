@@ -708,7 +708,7 @@ dispatch_record(JobschedJob **jobs, int njobs, QueueRecorded *recorded)
 
 	PG_TRY();
 	{
-		QueueState state = jobsched_queue_begin("jobsched: recording job outcomes");
+		QueueState state = jobsched_queue_begin("recording job outcomes");
 
 		if (state == QUEUE_READY && njobs > 0)
 			d.cancel_due |= jobsched_queue_record(jobs, njobs, recorded);
@@ -894,7 +894,7 @@ dispatch_claim(void)
 	jobsched_wake_doorbell_quiet();
 	PG_TRY();
 	{
-		state = jobsched_queue_begin("jobsched: claiming pending jobs");
+		state = jobsched_queue_begin("claiming pending jobs");
 		if (state == QUEUE_READY)
 		{
 			JobschedJob *claimed = NULL;
@@ -969,7 +969,7 @@ dispatch_prepare(TimestampTz now)
 
 	d.last_ready_check = now;
 	jobsched_wake_doorbell_quiet();
-	state = jobsched_queue_begin("jobsched: recovering claimed jobs");
+	state = jobsched_queue_begin("recovering claimed jobs");
 	if (state == QUEUE_READY)
 		recovered = jobsched_queue_recover_claimed(&all);
 	jobsched_queue_end();

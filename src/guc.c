@@ -572,7 +572,7 @@ jobsched_guc_api_url(void)
 char *
 jobsched_guc_namespace(void)
 {
-	static char from_file[64];
+	static char from_file[JOBSCHED_NAME_MAX + 1];
 	static TimestampTz read_at = 0;
 	TimestampTz now;
 

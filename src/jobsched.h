@@ -54,6 +54,9 @@ extern char *jobsched_guc_namespace(void);
 extern const char *jobsched_wake_mode_name(int mode);
 extern void jobsched_guc_warn_risky(void);
 
+/* a DNS-1123 label: a Job's or a namespace's name, and the job-name label */
+#define JOBSCHED_NAME_MAX 63
+
 /* shared state (shmem.c) */
 #define JOBSCHED_ERROR_LEN 512
 
@@ -67,7 +70,7 @@ typedef struct JobschedShared
 	TimestampTz config_loaded_at;
 	bool		enabled;
 	int			wake_mode;
-	char		namespace[64];
+	char		namespace[JOBSCHED_NAME_MAX + 1];
 	int			in_flight;
 	uint64		jobs_submitted;
 	uint64		api_requests;
@@ -97,6 +100,11 @@ extern void jobsched_shmem_set_worker(pid_t pid, int procno);
 extern void jobsched_shmem_set_listening(bool listening);
 extern void jobsched_shmem_publish_config(void);
 extern void jobsched_shmem_count_wakeup(void);
+extern int	jobsched_shmem_awake_worker_procno(void);
+extern void jobsched_shmem_add_cancel_request(void);
+extern uint64 jobsched_shmem_cancel_requests(void);
+extern uint32 jobsched_shmem_doorbell_swap(uint32 state);
+extern bool jobsched_shmem_doorbell_change(uint32 *expected, uint32 state);
 extern void jobsched_shmem_count_requests(int requests, int errors, int submitted,
 										  bool api_ok);
 extern void jobsched_shmem_set_dispatch(int in_flight, TimestampTz paused_until);
@@ -125,7 +133,6 @@ extern bool jobsched_wake_doorbell_arm(void);
 
 /* the installation's identity, Job names and proofs (naming.c) */
 #define JOBSCHED_INSTANCE_LEN 10	/* hex digits of the instance */
-#define JOBSCHED_NAME_MAX 63		/* a DNS-1123 label, and the job-name label */
 
 /* what a proof binds together: a Job and one run of one row */
 typedef struct JobschedProofInput

@@ -9,6 +9,10 @@
  *	  a namespace can put anything in one.  Nothing here throws on bad
  *	  input; it is treated as absent.
  *
+ *	  In the worker, cJSON allocates in the current memory context (see
+ *	  jobsched_kobject_init), so a tree held when an ERROR is thrown goes
+ *	  with the context the error recovery resets, like any palloc'd memory.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -19,6 +23,39 @@
 
 #include "jobsched.h"
 #include "kobject.h"
+
+/*
+ * cJSON expects NULL when memory runs out, so an ERROR must never jump out
+ * of it: no ereport here.
+ */
+static void *
+kobject_json_alloc(size_t size)
+{
+	return MemoryContextAllocExtended(CurrentMemoryContext, size,
+									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+}
+
+static void
+kobject_json_free(void *pointer)
+{
+	if (pointer != NULL)
+		pfree(pointer);
+}
+
+/*
+ * Make cJSON allocate with palloc, in the worker only: the hooks are
+ * global to the process, and a backend may load other libraries that use
+ * cJSON.  Every tree must then be deleted within the memory context (and
+ * SPI connection) it was made in, which is the case: trees live for one
+ * callback or one function.
+ */
+void
+jobsched_kobject_init(void)
+{
+	cJSON_Hooks hooks = {kobject_json_alloc, kobject_json_free};
+
+	cJSON_InitHooks(&hooks);
+}
 
 /* obj.a.b.c (b and c may be NULL); NULL when any step is missing. */
 cJSON *

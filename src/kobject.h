@@ -13,6 +13,7 @@
 #include "datatype/timestamp.h"
 #include "kube.h"
 
+extern void jobsched_kobject_init(void);
 extern cJSON *jobsched_kobject_get(cJSON *obj, const char *a, const char *b,
 								   const char *c);
 extern char *jobsched_kobject_string(cJSON *obj, const char *a, const char *b,

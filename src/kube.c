@@ -39,7 +39,9 @@
 #define KUBE_TOKEN_MAX_AGE_MS	60000	/* client-go re-reads once a minute */
 #define KUBE_MAX_SOCKETS		1024
 #define KUBE_EXTRA_CONNECTIONS	8
-#define KUBE_USER_AGENT			"jobsched/1.0"
+#define KUBE_WAIT_EVENTS		64	/* socket events taken per wait */
+#define KUBE_UID_MAX			64	/* an API server uid is a 36-character UUID */
+#define KUBE_USER_AGENT			"jobsched/1.1"
 
 StaticAssertDecl(sizeof(((KubeRequest *) 0)->curl_error) >= CURL_ERROR_SIZE,
 				 "curl_error must hold CURL_ERROR_SIZE bytes");
@@ -206,6 +208,30 @@ kube_header_callback(char *data, size_t size, size_t nmemb, void *userp)
 	return len;
 }
 
+/*
+ * libcurl setup failures name the option that failed (as pg_net does).  They
+ * are out of memory, or a libcurl built without a feature we rely on.
+ */
+#define KUBE_SETOPT(easy, opt, value) \
+	do { \
+		CURLcode	setopt_rc_ = curl_easy_setopt((easy), (opt), (value)); \
+		if (setopt_rc_ != CURLE_OK) \
+			ereport(ERROR, \
+					(errcode(ERRCODE_SYSTEM_ERROR), \
+					 errmsg("could not set libcurl option %s", #opt), \
+					 errdetail_internal("%s", curl_easy_strerror(setopt_rc_)))); \
+	} while (0)
+
+#define KUBE_MULTI_SETOPT(multi, opt, value) \
+	do { \
+		CURLMcode	setopt_rc_ = curl_multi_setopt((multi), (opt), (value)); \
+		if (setopt_rc_ != CURLM_OK) \
+			ereport(ERROR, \
+					(errcode(ERRCODE_SYSTEM_ERROR), \
+					 errmsg("could not set libcurl option %s", #opt), \
+					 errdetail_internal("%s", curl_multi_strerror(setopt_rc_)))); \
+	} while (0)
+
 /* ---- configuration and credentials ---- */
 
 void
@@ -223,8 +249,8 @@ jobsched_kube_init(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not create a libcurl multi handle")));
-	curl_multi_setopt(kube_multi, CURLMOPT_SOCKETFUNCTION, kube_socket_callback);
-	curl_multi_setopt(kube_multi, CURLMOPT_TIMERFUNCTION, kube_timer_callback);
+	KUBE_MULTI_SETOPT(kube_multi, CURLMOPT_SOCKETFUNCTION, kube_socket_callback);
+	KUBE_MULTI_SETOPT(kube_multi, CURLMOPT_TIMERFUNCTION, kube_timer_callback);
 	jobsched_kube_configure();
 }
 
@@ -256,9 +282,9 @@ jobsched_kube_configure(void)
 	pfree(url);
 
 	/* room for the creates, plus watches, status, cancel and cleanup calls */
-	curl_multi_setopt(kube_multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+	KUBE_MULTI_SETOPT(kube_multi, CURLMOPT_MAX_HOST_CONNECTIONS,
 					  (long) jobsched_max_in_flight + KUBE_EXTRA_CONNECTIONS);
-	curl_multi_setopt(kube_multi, CURLMOPT_MAXCONNECTS,
+	KUBE_MULTI_SETOPT(kube_multi, CURLMOPT_MAXCONNECTS,
 					  (long) jobsched_max_in_flight + KUBE_EXTRA_CONNECTIONS);
 }
 
@@ -357,96 +383,69 @@ jobsched_kube_request_new(KubeMethod method, const char *path, const char *body,
 	return req;
 }
 
+/* the options every request shares: transport, timeouts, TLS, callbacks */
 static void
-kube_check(CURLcode rc)
+kube_setup_transport(CURL *easy, KubeRequest *req)
 {
-	if (rc != CURLE_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_SYSTEM_ERROR),
-				 errmsg("could not set up a Kubernetes API request"),
-				 errdetail_internal("%s", curl_easy_strerror(rc))));
-}
+	char	   *url = psprintf("%s%s", jobsched_kube_url(), req->path);
 
-/*
- * Hand a request to libcurl.  The caller's KubeRequest (and its path and
- * body) must stay allocated until it comes back from kube_next_done()
- * or is abandoned.
- */
-void
-jobsched_kube_request_start(KubeRequest *req)
-{
-	CURL	   *easy;
-	char	   *url;
-	struct curl_slist *headers = NULL;
-	struct curl_slist *h;
-	CURLMcode	mrc;
-
-	kube_refresh_token();
-
-	easy = curl_easy_init();
-	if (easy == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("could not create a libcurl handle")));
-	req->easy = easy;
-
-	url = psprintf("%s%s", jobsched_kube_url(), req->path);
-	kube_check(curl_easy_setopt(easy, CURLOPT_URL, url));
+	KUBE_SETOPT(easy, CURLOPT_URL, url);
 	pfree(url);					/* libcurl copies strings it is given */
 
-	kube_check(curl_easy_setopt(easy, CURLOPT_PRIVATE, req));
-	kube_check(curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L));
-	kube_check(curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR,
-								kube_plain_http ? "http" : "https"));
-	kube_check(curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1));
-	kube_check(curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L));
-	kube_check(curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
-								req->timeout_ms > 0 ? req->timeout_ms :
-								(long) jobsched_request_timeout));
-	kube_check(curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
-								(long) Min(jobsched_request_timeout, 10000)));
-	kube_check(curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->curl_error));
-	kube_check(curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, kube_write_callback));
-	kube_check(curl_easy_setopt(easy, CURLOPT_WRITEDATA, req));
-	kube_check(curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, kube_header_callback));
-	kube_check(curl_easy_setopt(easy, CURLOPT_HEADERDATA, req));
-	kube_check(curl_easy_setopt(easy, CURLOPT_USERAGENT, KUBE_USER_AGENT));
+	KUBE_SETOPT(easy, CURLOPT_PRIVATE, req);
+	KUBE_SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
+	KUBE_SETOPT(easy, CURLOPT_PROTOCOLS_STR, kube_plain_http ? "http" : "https");
+	KUBE_SETOPT(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
+	KUBE_SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	KUBE_SETOPT(easy, CURLOPT_TIMEOUT_MS,
+				req->timeout_ms > 0 ? req->timeout_ms : (long) jobsched_request_timeout);
+	KUBE_SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS,
+				(long) Min(jobsched_request_timeout, 10000));
+	KUBE_SETOPT(easy, CURLOPT_ERRORBUFFER, req->curl_error);
+	KUBE_SETOPT(easy, CURLOPT_WRITEFUNCTION, kube_write_callback);
+	KUBE_SETOPT(easy, CURLOPT_WRITEDATA, req);
+	KUBE_SETOPT(easy, CURLOPT_HEADERFUNCTION, kube_header_callback);
+	KUBE_SETOPT(easy, CURLOPT_HEADERDATA, req);
+	KUBE_SETOPT(easy, CURLOPT_USERAGENT, KUBE_USER_AGENT);
 
 	/*
 	 * Verify the server against the one CA file only: loading the system
 	 * bundle costs memory and CPU on every new connection and would trust
 	 * more than the cluster's CA.
 	 */
-	kube_check(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L));
-	kube_check(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L));
+	KUBE_SETOPT(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	KUBE_SETOPT(easy, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (kube_ca_file)
 	{
-		kube_check(curl_easy_setopt(easy, CURLOPT_CAINFO, kube_ca_file));
-		kube_check(curl_easy_setopt(easy, CURLOPT_CAPATH, NULL));
+		KUBE_SETOPT(easy, CURLOPT_CAINFO, kube_ca_file);
+		KUBE_SETOPT(easy, CURLOPT_CAPATH, (char *) NULL);
 	}
 	if (kube_cert_file)
-		kube_check(curl_easy_setopt(easy, CURLOPT_SSLCERT, kube_cert_file));
+		KUBE_SETOPT(easy, CURLOPT_SSLCERT, kube_cert_file);
 	if (kube_key_file)
-		kube_check(curl_easy_setopt(easy, CURLOPT_SSLKEY, kube_key_file));
+		KUBE_SETOPT(easy, CURLOPT_SSLKEY, kube_key_file);
+}
+
+/* the method, its body, and the headers (kept in req until it is released) */
+static void
+kube_setup_message(CURL *easy, KubeRequest *req)
+{
+	struct curl_slist *headers = NULL;
+	struct curl_slist *h;
 
 	switch (req->method)
 	{
 		case KUBE_GET:
 			break;
-		case KUBE_POST:
-			kube_check(curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE,
-										(long) (req->body ? strlen(req->body) : 0)));
-			kube_check(curl_easy_setopt(easy, CURLOPT_POSTFIELDS,
-										req->body ? req->body : ""));
-			break;
 		case KUBE_DELETE:
-			kube_check(curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, "DELETE"));
-			if (req->body)
-			{
-				kube_check(curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE,
-											(long) strlen(req->body)));
-				kube_check(curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body));
-			}
+			KUBE_SETOPT(easy, CURLOPT_CUSTOMREQUEST, "DELETE");
+			if (req->body == NULL)
+				break;
+			/* FALLTHROUGH */
+		case KUBE_POST:
+			KUBE_SETOPT(easy, CURLOPT_POSTFIELDSIZE,
+						(long) (req->body ? strlen(req->body) : 0));
+			KUBE_SETOPT(easy, CURLOPT_POSTFIELDS, req->body ? req->body : "");
 			break;
 	}
 
@@ -465,10 +464,31 @@ jobsched_kube_request_start(KubeRequest *req)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
 	}
-	req->headers = headers = h;
-	kube_check(curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers));
+	req->headers = h;
+	KUBE_SETOPT(easy, CURLOPT_HTTPHEADER, h);
+}
 
-	mrc = curl_multi_add_handle(kube_multi, easy);
+/*
+ * Hand a request to libcurl.  The caller's KubeRequest (and its path and
+ * body) must stay allocated until it comes back from kube_next_done()
+ * or is abandoned.
+ */
+void
+jobsched_kube_request_start(KubeRequest *req)
+{
+	CURLMcode	mrc;
+
+	kube_refresh_token();
+
+	req->easy = curl_easy_init();
+	if (req->easy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl handle")));
+	kube_setup_transport(req->easy, req);
+	kube_setup_message(req->easy, req);
+
+	mrc = curl_multi_add_handle(kube_multi, req->easy);
 	if (mrc != CURLM_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
@@ -673,7 +693,7 @@ jobsched_kube_kick(void)
 bool
 jobsched_kube_wait(long timeout_ms, uint32 wait_event_info)
 {
-	WaitEvent	events[64];
+	WaitEvent	events[KUBE_WAIT_EVENTS];
 	int			nevents;
 	int			i;
 	bool		latch_set = false;
@@ -777,7 +797,7 @@ char *
 jobsched_kube_delete_options(const char *uid)
 {
 	/* a uid is the API server's (a UUID); anything else goes nowhere near JSON */
-	if (uid != NULL && (uid[0] == '\0' || strlen(uid) > 64 ||
+	if (uid != NULL && (uid[0] == '\0' || strlen(uid) > KUBE_UID_MAX ||
 						strspn(uid, "0123456789abcdefABCDEF-") != strlen(uid)))
 		return NULL;
 	if (uid == NULL)

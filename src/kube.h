@@ -11,6 +11,8 @@
 
 /* the most an answer may take unless the request says otherwise */
 #define KUBE_MAX_RESPONSE		(8 * 1024 * 1024)
+/* the most a page of a single Job, or a watch's unread events, may take */
+#define KUBE_BIG_RESPONSE		(64 * 1024 * 1024)
 
 #include "datatype/timestamp.h"
 #include "lib/ilist.h"

@@ -848,6 +848,38 @@ queue_state_name(JobschedOutcome outcome)
 }
 
 /*
+ * The rows queue_record did not update were held by someone (still
+ * claimed: try again later) or are no longer claimed (an operator changed
+ * them, and keeps the change).
+ */
+static void
+queue_record_rest(JobschedJob **jobs, int njobs, QueueRecorded *recorded)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * njobs);
+	Datum		args[1];
+	int			nrest = 0;
+	int			i;
+	uint64		r;
+
+	for (i = 0; i < njobs; i++)
+		if (recorded[i] != RECORDED)
+			ids[nrest++] = Int64GetDatum(jobs[i]->id);
+	args[0] = queue_value_array(ids, nrest, INT8OID, false);
+	queue_run(&queue_claimed_held, args, NULL, SPI_OK_SELECT);
+	for (i = 0; i < njobs; i++)
+		if (recorded[i] != RECORDED)
+			recorded[i] = RECORD_DROPPED;
+	for (r = 0; r < SPI_processed; r++)
+	{
+		int64		id = queue_int8_value(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+
+		for (i = 0; i < njobs; i++)
+			if (jobs[i]->id == id)
+				recorded[i] = RECORD_DEFERRED;
+	}
+}
+
+/*
  * Record the outcomes of claimed jobs in one statement.  recorded[i] says
  * what became of jobs[i]: recorded, dropped (the row is no longer claimed:
  * an operator changed it, and keeps the change), or deferred (someone holds
@@ -920,31 +952,8 @@ jobsched_queue_record(JobschedJob **jobs, int njobs, QueueRecorded *recorded)
 		doomed |= queue_bool_value(tuple, desc, 2);
 	}
 
-	/*
-	 * The rest were held by someone (still claimed: try again later) or are
-	 * no longer claimed (an operator changed them, and keeps the change).
-	 */
 	if (SPI_processed < (uint64) njobs)
-	{
-		int			nrest = 0;
-
-		for (i = 0; i < njobs; i++)
-			if (recorded[i] != RECORDED)
-				ids[nrest++] = Int64GetDatum(jobs[i]->id);
-		args[0] = queue_value_array(ids, nrest, INT8OID, false);
-		queue_run(&queue_claimed_held, args, NULL, SPI_OK_SELECT);
-		for (i = 0; i < njobs; i++)
-			if (recorded[i] != RECORDED)
-				recorded[i] = RECORD_DROPPED;
-		for (r = 0; r < SPI_processed; r++)
-		{
-			int64		id = queue_int8_value(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
-
-			for (i = 0; i < njobs; i++)
-				if (jobs[i]->id == id)
-					recorded[i] = RECORD_DEFERRED;
-		}
-	}
+		queue_record_rest(jobs, njobs, recorded);
 	return doomed;
 }
 

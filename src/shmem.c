@@ -99,6 +99,52 @@ jobsched_shmem_count_wakeup(void)
 						pg_atomic_read_u64(&jobsched_shared->wakeups) + 1);
 }
 
+/*
+ * The worker's latch, when it runs and acts on wake-ups; -1 otherwise.
+ * It publishes being enabled under the same mutex before it rescans, so a
+ * commit that saw it disabled is visible to that scan.
+ */
+int
+jobsched_shmem_awake_worker_procno(void)
+{
+	int			procno;
+
+	SpinLockAcquire(&jobsched_shared->mutex);
+	procno = jobsched_shared->enabled ? jobsched_shared->worker_procno : -1;
+	SpinLockRelease(&jobsched_shared->mutex);
+	return procno;
+}
+
+/* A committed jobsched.cancel(): counted, for the worker to notice. */
+void
+jobsched_shmem_add_cancel_request(void)
+{
+	pg_atomic_fetch_add_u64(&jobsched_shared->cancel_requests, 1);
+}
+
+uint64
+jobsched_shmem_cancel_requests(void)
+{
+	return pg_atomic_read_u64(&jobsched_shared->cancel_requests);
+}
+
+/* The doorbell (see wake.c): set it to state, return what it was. */
+uint32
+jobsched_shmem_doorbell_swap(uint32 state)
+{
+	return pg_atomic_exchange_u32(&jobsched_shared->doorbell, state);
+}
+
+/*
+ * Set the doorbell to state if it is *expected; else *expected gets what
+ * it is.  Returns whether it was set.
+ */
+bool
+jobsched_shmem_doorbell_change(uint32 *expected, uint32 state)
+{
+	return pg_atomic_compare_exchange_u32(&jobsched_shared->doorbell, expected, state);
+}
+
 /* Requests made to the API, and whether one just worked. */
 void
 jobsched_shmem_count_requests(int requests, int errors, int submitted, bool api_ok)
@@ -160,6 +206,69 @@ shmem_timestamp(TimestampTz ts, Datum *value, bool *isnull)
 	*value = TimestampTzGetDatum(ts);
 }
 
+/* One column of jobsched.worker_state(), by name: *v, or *n for null. */
+static void
+shmem_state_column(const JobschedShared *copy, bool running, const char *name,
+				   Datum *v, bool *n)
+{
+	if (strcmp(name, "worker_pid") == 0)
+	{
+		*n = (copy->worker_pid == 0);
+		*v = Int32GetDatum(copy->worker_pid);
+	}
+	else if (strcmp(name, "listening") == 0)
+		*v = BoolGetDatum(copy->listening);
+	else if (strcmp(name, "enabled") == 0)
+		*v = BoolGetDatum(running ? copy->enabled : jobsched_enabled);
+	else if (strcmp(name, "wake_mode") == 0)
+		*v = CStringGetTextDatum(jobsched_wake_mode_name(running ? copy->wake_mode :
+														 jobsched_wake_mode));
+	else if (strcmp(name, "namespace") == 0)
+		*v = CStringGetTextDatum(running ? copy->namespace : jobsched_guc_namespace());
+	else if (strcmp(name, "config_loaded_at") == 0)
+		shmem_timestamp(copy->config_loaded_at, v, n);
+	else if (strcmp(name, "in_flight") == 0)
+		*v = Int32GetDatum(copy->in_flight);
+	else if (strcmp(name, "wakeups") == 0)
+		*v = Int64GetDatum((int64) pg_atomic_read_u64(&jobsched_shared->wakeups));
+	else if (strcmp(name, "jobs_submitted") == 0)
+		*v = Int64GetDatum((int64) copy->jobs_submitted);
+	else if (strcmp(name, "api_requests") == 0)
+		*v = Int64GetDatum((int64) copy->api_requests);
+	else if (strcmp(name, "api_errors") == 0)
+		*v = Int64GetDatum((int64) copy->api_errors);
+	else if (strcmp(name, "last_error") == 0)
+	{
+		*n = (copy->last_error[0] == '\0');
+		*v = CStringGetTextDatum(copy->last_error);
+	}
+	else if (strcmp(name, "last_error_at") == 0)
+		shmem_timestamp(copy->last_error_at, v, n);
+	else if (strcmp(name, "last_api_success_at") == 0)
+		shmem_timestamp(copy->last_api_success_at, v, n);
+	else if (strcmp(name, "paused_until") == 0)
+		shmem_timestamp(copy->paused_until, v, n);
+	else if (strcmp(name, "last_cleanup_at") == 0)
+		shmem_timestamp(copy->last_cleanup_at, v, n);
+	else if (strcmp(name, "last_cleanup_jobs_deleted") == 0)
+	{
+		*n = (copy->last_cleanup_at == 0);
+		*v = Int64GetDatum((int64) copy->last_cleanup_jobs_deleted);
+	}
+	else if (strcmp(name, "last_cleanup_pods_deleted") == 0)
+	{
+		*n = (copy->last_cleanup_at == 0);
+		*v = Int64GetDatum((int64) copy->last_cleanup_pods_deleted);
+	}
+	else if (strcmp(name, "instance") == 0)
+	{
+		/* only 1.0 declares it here; 1.1 reads jobsched.installation */
+		*v = CStringGetTextDatum(jobsched_legacy_instance_id());
+	}
+	else
+		*n = true;
+}
+
 /*
  * jobsched.worker_state(): the columns are filled by name, so the function
  * answers whichever version of the SQL objects declared it (a column this
@@ -192,68 +301,8 @@ jobsched_worker_state(PG_FUNCTION_ARGS)
 	values = palloc0(sizeof(Datum) * tupdesc->natts);
 	nulls = palloc0(sizeof(bool) * tupdesc->natts);
 	for (i = 0; i < tupdesc->natts; i++)
-	{
-		const char *name = NameStr(TupleDescAttr(tupdesc, i)->attname);
-		Datum	   *v = &values[i];
-		bool	   *n = &nulls[i];
-
-		if (strcmp(name, "worker_pid") == 0)
-		{
-			*n = (copy.worker_pid == 0);
-			*v = Int32GetDatum(copy.worker_pid);
-		}
-		else if (strcmp(name, "listening") == 0)
-			*v = BoolGetDatum(copy.listening);
-		else if (strcmp(name, "enabled") == 0)
-			*v = BoolGetDatum(running ? copy.enabled : jobsched_enabled);
-		else if (strcmp(name, "wake_mode") == 0)
-			*v = CStringGetTextDatum(jobsched_wake_mode_name(running ? copy.wake_mode :
-															 jobsched_wake_mode));
-		else if (strcmp(name, "namespace") == 0)
-			*v = CStringGetTextDatum(running ? copy.namespace : jobsched_guc_namespace());
-		else if (strcmp(name, "config_loaded_at") == 0)
-			shmem_timestamp(copy.config_loaded_at, v, n);
-		else if (strcmp(name, "in_flight") == 0)
-			*v = Int32GetDatum(copy.in_flight);
-		else if (strcmp(name, "wakeups") == 0)
-			*v = Int64GetDatum((int64) pg_atomic_read_u64(&jobsched_shared->wakeups));
-		else if (strcmp(name, "jobs_submitted") == 0)
-			*v = Int64GetDatum((int64) copy.jobs_submitted);
-		else if (strcmp(name, "api_requests") == 0)
-			*v = Int64GetDatum((int64) copy.api_requests);
-		else if (strcmp(name, "api_errors") == 0)
-			*v = Int64GetDatum((int64) copy.api_errors);
-		else if (strcmp(name, "last_error") == 0)
-		{
-			*n = (copy.last_error[0] == '\0');
-			*v = CStringGetTextDatum(copy.last_error);
-		}
-		else if (strcmp(name, "last_error_at") == 0)
-			shmem_timestamp(copy.last_error_at, v, n);
-		else if (strcmp(name, "last_api_success_at") == 0)
-			shmem_timestamp(copy.last_api_success_at, v, n);
-		else if (strcmp(name, "paused_until") == 0)
-			shmem_timestamp(copy.paused_until, v, n);
-		else if (strcmp(name, "last_cleanup_at") == 0)
-			shmem_timestamp(copy.last_cleanup_at, v, n);
-		else if (strcmp(name, "last_cleanup_jobs_deleted") == 0)
-		{
-			*n = (copy.last_cleanup_at == 0);
-			*v = Int64GetDatum((int64) copy.last_cleanup_jobs_deleted);
-		}
-		else if (strcmp(name, "last_cleanup_pods_deleted") == 0)
-		{
-			*n = (copy.last_cleanup_at == 0);
-			*v = Int64GetDatum((int64) copy.last_cleanup_pods_deleted);
-		}
-		else if (strcmp(name, "instance") == 0)
-		{
-			/* only 1.0 declares it here; 1.1 reads jobsched.installation */
-			*v = CStringGetTextDatum(jobsched_legacy_instance_id());
-		}
-		else
-			*n = true;
-	}
+		shmem_state_column(&copy, running, NameStr(TupleDescAttr(tupdesc, i)->attname),
+						   &values[i], &nulls[i]);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -49,8 +49,8 @@
 #define SYNC_RELIST_MS		(30 * 60 * 1000)
 #define SYNC_SHORT_WATCH_MS 1000
 #define SYNC_WATCH_MAX_S	290
-/* the most one page of a single Job, or a watch's unread events, may take */
-#define SYNC_BIG_RESPONSE	(64 * 1024 * 1024)
+/* longer resource versions are not used (relists instead) */
+#define SYNC_RESOURCE_VERSION_MAX 63
 #define SYNC_TEXT_MAX		1000
 /* a status whose row is claimed or held is tried again this often, this long */
 #define SYNC_DEFER_MS		200
@@ -62,7 +62,7 @@
 
 typedef struct SyncNamespace
 {
-	char		name[64];
+	char		name[JOBSCHED_NAME_MAX + 1];
 	bool		in_use;
 
 	/* listing */
@@ -80,7 +80,7 @@ typedef struct SyncNamespace
 
 	/* watching */
 	KubeRequest *watch_req;
-	char		resource_version[64];
+	char		resource_version[SYNC_RESOURCE_VERSION_MAX + 1];
 	TimestampTz watch_started_at;
 	TimestampTz next_watch_at;
 	int			watch_failures; /* failed or at once ended watches in a row */
@@ -323,7 +323,7 @@ sync_start_list(SyncNamespace *ns)
 					ns->continue_token ? "&continue=" : "",
 					ns->continue_token ? jobsched_kube_escape(ns->continue_token) : "");
 	ns->list_req = sync_start(ns, path, sync_list_done, 0,
-							  ns->page_limit == 1 ? SYNC_BIG_RESPONSE : 0);
+							  ns->page_limit == 1 ? KUBE_BIG_RESPONSE : 0);
 }
 
 /* how long the server should keep a watch open: about sync_interval */
@@ -345,7 +345,7 @@ sync_start_watch(SyncNamespace *ns)
 					seconds);
 	ns->watch_started_at = GetCurrentTimestamp();
 	ns->watch_req = sync_start(ns, path, sync_watch_done, (seconds + 5) * 1000L,
-							   SYNC_BIG_RESPONSE);
+							   KUBE_BIG_RESPONSE);
 }
 
 static void
@@ -593,7 +593,7 @@ sync_pods_done(KubeRequest *req)
 	cJSON_Delete(root);
 	if (detail)
 	{
-		if (jobsched_queue_begin("jobsched: recording pod details") == QUEUE_READY)
+		if (jobsched_queue_begin("recording pod details") == QUEUE_READY)
 			jobsched_queue_append_error(job_id, detail);
 		jobsched_queue_end();
 	}
@@ -724,62 +724,59 @@ sync_drop_no_news(JobschedJobStatus *statuses, int n, int64 *open, int nopen)
 	return kept;
 }
 
-/* Record what was seen: the latest status per job, then missing Jobs. */
-static void
-sync_flush(void)
+/* The latest status of each Job, in order of row; palloc'd. */
+static JobschedJobStatus *
+sync_latest_statuses(int *n)
 {
-	JobschedJobStatus *statuses;
-	SyncRef    *refs;
-	bool	   *deferred;
-	int64	   *failed = NULL;
-	int			nfailed = 0;
-	int			nkept = 0;
-	int			nurgent = 0;
-	int			napply = 0;
-	TimestampTz now = GetCurrentTimestamp();
-	dlist_iter	iter;
-	int			n = 0;
+	SyncRef    *refs = palloc(sizeof(SyncRef) * Max(sync_npending, 1));
+	JobschedJobStatus *statuses = palloc(sizeof(JobschedJobStatus) * Max(sync_npending, 1));
 	int			i;
-	bool		any_missing = false;
-	QueueState	state;
-	MemoryContext cxt = CurrentMemoryContext;
 
-	dlist_foreach(iter, &sync_namespaces)
-		any_missing |= dlist_container(SyncNamespace, node, iter.cur)->check_missing;
-	if (!any_missing && sync_nurgent == 0 &&
-		(sync_npending == 0 || now < sync_flush_at))
-		return;
-
-	/* the latest event of each Job, in order of row */
-	refs = palloc(sizeof(SyncRef) * Max(sync_npending, 1));
 	for (i = 0; i < sync_npending; i++)
 	{
 		refs[i].st = &sync_pending[i];
 		refs[i].seq = i;
 	}
 	qsort(refs, sync_npending, sizeof(SyncRef), sync_ref_cmp);
-	statuses = palloc(sizeof(JobschedJobStatus) * Max(sync_npending, 1));
+	*n = 0;
 	for (i = 0; i < sync_npending; i++)
-		if (n == 0 || statuses[n - 1].id != refs[i].st->id ||
-			strcmp(statuses[n - 1].uid, refs[i].st->uid) != 0)
-			statuses[n++] = *refs[i].st;
+		if (*n == 0 || statuses[*n - 1].id != refs[i].st->id ||
+			strcmp(statuses[*n - 1].uid, refs[i].st->uid) != 0)
+			statuses[(*n)++] = *refs[i].st;
+	pfree(refs);
+	return statuses;
+}
 
-	deferred = palloc0(sizeof(bool) * Max(n, 1));
-	state = jobsched_queue_begin("jobsched: recording Job status");
+/*
+ * In one transaction: apply the first *napply of the n statuses (fewer than
+ * n when there are many, or when news-less ones were dropped: *n says how
+ * many remain), and note Jobs missing from complete listings.  *failed gets
+ * the ids of rows that just failed.
+ */
+static QueueState
+sync_record(JobschedJobStatus *statuses, int *n, int *napply, bool *deferred,
+			int64 **failed, int *nfailed)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	QueueState	state = jobsched_queue_begin("recording Job status");
+	dlist_iter	iter;
+
+	*napply = 0;
+	*nfailed = 0;
 	if (state == QUEUE_READY)
 	{
 		/* worth a look at the open rows when there is much to drop */
-		if (n >= SYNC_FILTER_MIN)
+		if (*n >= SYNC_FILTER_MIN)
 		{
 			int64	   *open;
 			int			nopen = jobsched_queue_open_rows(cxt, &open);
 
-			n = sync_drop_no_news(statuses, n, open, nopen);
+			*n = sync_drop_no_news(statuses, *n, open, nopen);
 		}
 		/* a relist of many Jobs is recorded a slice a pass: dispatch goes on */
-		napply = Min(n, SYNC_FLUSH_MAX);
-		if (napply > 0)
-			nfailed = jobsched_queue_apply_status(statuses, napply, cxt, &failed, deferred);
+		*napply = Min(*n, SYNC_FLUSH_MAX);
+		if (*napply > 0)
+			*nfailed = jobsched_queue_apply_status(statuses, *napply, cxt, failed, deferred);
 		dlist_foreach(iter, &sync_namespaces)
 		{
 			SyncNamespace *ns = dlist_container(SyncNamespace, node, iter.cur);
@@ -789,40 +786,23 @@ sync_flush(void)
 		}
 	}
 	jobsched_queue_end();
-	if (state == QUEUE_BUSY)
-	{
-		/* someone holds the table: all of it waits a little */
-		sync_nurgent = 0;
-		sync_flush_at = TimestampTzPlusMilliseconds(now, SYNC_DEFER_MS);
-		return;
-	}
+	return state;
+}
 
-	dlist_foreach(iter, &sync_namespaces)
-	{
-		SyncNamespace *ns = dlist_container(SyncNamespace, node, iter.cur);
+/*
+ * Statuses whose row was claimed (its create's answer not yet recorded)
+ * or held by someone are tried again shortly, for a while, and those
+ * beyond this pass's slice soon too (at the next pass if they are news):
+ * copied out of the batch's memory before it goes.
+ */
+static void
+sync_requeue(JobschedJobStatus *statuses, int n, int napply, const bool *deferred,
+			 TimestampTz now)
+{
+	int			nkept = 0;
+	int			nurgent = 0;
+	int			i;
 
-		if (ns->check_missing && ns->list_req == NULL && ns->continue_token == NULL)
-			sync_forget_listing(ns);
-	}
-
-	/* ask for the pods of the Jobs that just failed */
-	for (i = 0; i < nfailed; i++)
-	{
-		JobschedJobStatus key;
-		JobschedJobStatus *st;
-
-		key.id = failed[i];
-		st = bsearch(&key, statuses, napply, sizeof(JobschedJobStatus), sync_status_cmp);
-		if (st)
-			sync_ask_for_pods(st);
-	}
-
-	/*
-	 * Statuses whose row was claimed (its create's answer not yet recorded)
-	 * or held by someone are tried again shortly, for a while, and those
-	 * beyond this pass's slice soon too (at the next pass if they are
-	 * news): copied out of the batch's memory before it goes.
-	 */
 	for (i = 0; i < n; i++)
 	{
 		JobschedJobStatus *st = &statuses[i];
@@ -850,6 +830,59 @@ sync_flush(void)
 	sync_nurgent = nurgent;
 }
 
+/* Record what was seen: the latest status per job, then missing Jobs. */
+static void
+sync_flush(void)
+{
+	JobschedJobStatus *statuses;
+	bool	   *deferred;
+	int64	   *failed = NULL;
+	int			nfailed;
+	int			napply;
+	int			n;
+	int			i;
+	TimestampTz now = GetCurrentTimestamp();
+	dlist_iter	iter;
+	bool		any_missing = false;
+
+	dlist_foreach(iter, &sync_namespaces)
+		any_missing |= dlist_container(SyncNamespace, node, iter.cur)->check_missing;
+	if (!any_missing && sync_nurgent == 0 &&
+		(sync_npending == 0 || now < sync_flush_at))
+		return;
+
+	statuses = sync_latest_statuses(&n);
+	deferred = palloc0(sizeof(bool) * Max(n, 1));
+	if (sync_record(statuses, &n, &napply, deferred, &failed, &nfailed) == QUEUE_BUSY)
+	{
+		/* someone holds the table: all of it waits a little */
+		sync_nurgent = 0;
+		sync_flush_at = TimestampTzPlusMilliseconds(now, SYNC_DEFER_MS);
+		return;
+	}
+
+	dlist_foreach(iter, &sync_namespaces)
+	{
+		SyncNamespace *ns = dlist_container(SyncNamespace, node, iter.cur);
+
+		if (ns->check_missing && ns->list_req == NULL && ns->continue_token == NULL)
+			sync_forget_listing(ns);
+	}
+
+	/* ask for the pods of the Jobs that just failed */
+	for (i = 0; i < nfailed; i++)
+	{
+		JobschedJobStatus key;
+		JobschedJobStatus *st;
+
+		key.id = failed[i];
+		st = bsearch(&key, statuses, napply, sizeof(JobschedJobStatus), sync_status_cmp);
+		if (st)
+			sync_ask_for_pods(st);
+	}
+	sync_requeue(statuses, n, napply, deferred, now);
+}
+
 /* Which namespaces to follow: refreshed every sync_interval. */
 static void
 sync_refresh_namespaces(TimestampTz now)
@@ -862,7 +895,7 @@ sync_refresh_namespaces(TimestampTz now)
 	QueueState	state;
 
 	sync_last_refresh = now;
-	state = jobsched_queue_begin("jobsched: listing namespaces");
+	state = jobsched_queue_begin("listing namespaces");
 	if (state == QUEUE_READY)
 		names = jobsched_queue_namespaces(default_ns, cxt);
 	jobsched_queue_end();

@@ -58,16 +58,11 @@ jobsched_wake_mark_worker_process(void)
 static void
 wake_set_worker_latch(void)
 {
-	int			procno;
-
 	/*
 	 * A disabled worker acts on no wake-up, so it is left asleep: it
-	 * rescans when a reload enables it, after publishing that under the same
-	 * mutex, so a commit that saw it disabled is visible to that scan.
+	 * rescans when a reload enables it.
 	 */
-	SpinLockAcquire(&jobsched_shared->mutex);
-	procno = jobsched_shared->enabled ? jobsched_shared->worker_procno : -1;
-	SpinLockRelease(&jobsched_shared->mutex);
+	int			procno = jobsched_shmem_awake_worker_procno();
 
 	/*
 	 * A stale procno (the worker just exited) sets some other process's
@@ -86,12 +81,11 @@ wake_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (wake_cancel_at_commit)
 			{
-				pg_atomic_fetch_add_u64(&jobsched_shared->cancel_requests, 1);
+				jobsched_shmem_add_cancel_request();
 				wake_set_worker_latch();
 			}
 			else if (wake_at_commit &&
-					 pg_atomic_exchange_u32(&jobsched_shared->doorbell,
-											JOBSCHED_DOORBELL_NOTED) ==
+					 jobsched_shmem_doorbell_swap(JOBSCHED_DOORBELL_NOTED) ==
 					 JOBSCHED_DOORBELL_ARMED)
 				wake_set_worker_latch();
 			wake_at_commit = wake_cancel_at_commit = false;
@@ -115,7 +109,7 @@ wake_xact_callback(XactEvent event, void *arg)
 void
 jobsched_wake_doorbell_quiet(void)
 {
-	(void) pg_atomic_exchange_u32(&jobsched_shared->doorbell, JOBSCHED_DOORBELL_QUIET);
+	(void) jobsched_shmem_doorbell_swap(JOBSCHED_DOORBELL_QUIET);
 }
 
 /*
@@ -127,8 +121,7 @@ jobsched_wake_doorbell_arm(void)
 {
 	uint32		expected = JOBSCHED_DOORBELL_QUIET;
 
-	return pg_atomic_compare_exchange_u32(&jobsched_shared->doorbell, &expected,
-										  JOBSCHED_DOORBELL_ARMED) ||
+	return jobsched_shmem_doorbell_change(&expected, JOBSCHED_DOORBELL_ARMED) ||
 		expected == JOBSCHED_DOORBELL_ARMED;
 }
 

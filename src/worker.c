@@ -38,6 +38,7 @@
 #include "compat.h"
 #include "dispatch.h"
 #include "jobsched.h"
+#include "kobject.h"
 #include "kube.h"
 #include "queue.h"
 #include "sync.h"
@@ -116,7 +117,7 @@ worker_drain_notifications(void)
 static void
 worker_check_cancel_requests(void)
 {
-	uint64		seen = pg_atomic_read_u64(&jobsched_shared->cancel_requests);
+	uint64		seen = jobsched_shmem_cancel_requests();
 
 	if (seen != worker_cancel_requests_seen)
 	{
@@ -260,6 +261,7 @@ jobsched_worker_main(Datum main_arg)
 
 	worker_pass_cxt = AllocSetContextCreate(TopMemoryContext, "jobsched worker pass",
 											ALLOCSET_DEFAULT_SIZES);
+	jobsched_kobject_init();
 	jobsched_dispatch_init();
 	jobsched_sync_init();
 	jobsched_cancel_init();

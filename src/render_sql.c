@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * preview.c
+ * render_sql.c
  *	  jobsched.render(job_id): the manifest the worker would create for a
  *	  job, rendered by the worker's own code, so users can check a
  *	  template and its params before (or after) the worker uses them.
@@ -27,7 +27,7 @@ PG_FUNCTION_INFO_V1(jobsched_render);
 
 /* SQL functions of this library need the SQL objects of its version. */
 static void
-preview_check_version(void)
+render_sql_check_version(void)
 {
 	char	   *version = jobsched_extension_version();
 
@@ -59,7 +59,7 @@ jobsched_render(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int			rc;
 
-	preview_check_version();
+	render_sql_check_version();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	rc = SPI_execute_with_args("SELECT j.type, j.params::text, t.template::text, t.namespace,"
