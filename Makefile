@@ -6,6 +6,7 @@ OBJS = \
 	src/util.o \
 	src/guc.o \
 	src/shmem.o \
+	src/status.o \
 	src/wake.o \
 	src/naming.o \
 	src/render.o \

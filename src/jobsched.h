@@ -99,6 +99,7 @@ extern void jobsched_shmem_set_error(const char *message);
 extern void jobsched_shmem_set_worker(pid_t pid, int procno);
 extern void jobsched_shmem_set_listening(bool listening);
 extern void jobsched_shmem_publish_config(void);
+extern void jobsched_shmem_snapshot(JobschedShared *copy, uint64 *wakeups);
 extern void jobsched_shmem_count_wakeup(void);
 extern int	jobsched_shmem_awake_worker_procno(void);
 extern void jobsched_shmem_add_cancel_request(void);
@@ -149,7 +150,6 @@ extern const char *jobsched_instance_id(void);
 extern char *jobsched_legacy_instance_id(void);
 extern uint32 jobsched_identity_generation(void);
 extern TimestampTz jobsched_labels_trusted_before(void);
-extern bool jobsched_is_dns_label(const char *s);
 extern char *jobsched_job_name(const char *instance, const char *type,
 							   int64 job_id, int run);
 extern char *jobsched_proof(const JobschedProofInput *in);
@@ -162,6 +162,7 @@ extern long jobsched_ms_until(TimestampTz now, TimestampTz then);
 extern long jobsched_min_timeout(long a, long b);
 extern int	jobsched_backoff_ms(int failures, int cap_ms);
 extern char *jobsched_clean_text(const char *text, int max_bytes);
+extern bool jobsched_is_dns_label(const char *s);
 
 /* the background worker (worker.c) */
 extern void jobsched_worker_register(void);

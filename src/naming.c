@@ -164,21 +164,6 @@ naming_read_instance(void)
 	return instance;
 }
 
-/* Is s a DNS-1123 label (lowercase letters, digits, '-'; 1-63 long)? */
-bool
-jobsched_is_dns_label(const char *s)
-{
-	size_t		len = strlen(s);
-	const char *c;
-
-	if (len == 0 || len > JOBSCHED_NAME_MAX || s[0] == '-' || s[len - 1] == '-')
-		return false;
-	for (c = s; *c; c++)
-		if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
-			return false;
-	return true;
-}
-
 /*
  * "<type>-<id>[-r<run>]-<instance>", with the type shortened so the whole
  * fits in a DNS-1123 label of JOBSCHED_NAME_MAX characters (the Job's name

@@ -2,8 +2,8 @@
  *
  * util.c
  *	  Small helpers every layer of the worker may use: time arithmetic for
- *	  deadlines, backoff with jitter, and text from outside made safe to
- *	  store.
+ *	  deadlines, backoff with jitter, text from outside made safe to
+ *	  store, and the DNS-1123 label check.
  *
  *-------------------------------------------------------------------------
  */
@@ -104,4 +104,19 @@ jobsched_clean_text(const char *text, int max_bytes)
 			p++;
 	}
 	return out.data;
+}
+
+/* Is s a DNS-1123 label (lowercase letters, digits, '-'; 1-63 long)? */
+bool
+jobsched_is_dns_label(const char *s)
+{
+	size_t		len = strlen(s);
+	const char *c;
+
+	if (len == 0 || len > JOBSCHED_NAME_MAX || s[0] == '-' || s[len - 1] == '-')
+		return false;
+	for (c = s; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
+			return false;
+	return true;
 }
