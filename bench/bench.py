@@ -121,13 +121,16 @@ def bench_throughput(pg, n, count_creates):
     with pg.conn.cursor() as cur:
         cur.execute("INSERT INTO jobsched.jobs (type, params) SELECT 'bench', '{}'"
                     " FROM generate_series(1, %s)", (n,))
+    pid = pg.worker_pid()
+    cpu_before = cpu_seconds(pid)
     start = time.monotonic()
     wait_for(f"{n} jobs submitted",
              lambda: pg.value("SELECT count(*) FROM jobsched.jobs WHERE state = 'submitted'") == n,
              timeout=600, interval=0.005)
     elapsed = time.monotonic() - start
+    cpu_per_job_us = (cpu_seconds(pid) - cpu_before) / n * 1e6
     creates = count_creates()
-    return n / elapsed, elapsed, creates
+    return n / elapsed, elapsed, creates, cpu_per_job_us
 
 
 def pgbench(pg, workdir, seconds, clients):
@@ -270,18 +273,20 @@ class FastApi:
 def bench_throughputs(args, api, pg, fast_api):
     print(f"\n== sustained throughput ({args.jobs} jobs inserted in one transaction)")
     api.call("PUT", "/log", {"bodies": False})
-    rate, elapsed, creates = bench_throughput(pg, args.jobs, lambda: len(api.requests("POST")))
+    rate, elapsed, creates, cpu = bench_throughput(pg, args.jobs, lambda: len(api.requests("POST")))
     print(f"  API test server (validates every body): {rate:,.0f} jobs/s "
-          f"({elapsed:.2f} s); creates sent {creates}, rows submitted {args.jobs}")
+          f"({elapsed:.2f} s, worker {cpu:.0f} us of CPU a job); creates sent {creates}, "
+          f"rows submitted {args.jobs}")
     api.call("DELETE", "/state")
 
     pg.set_config(kube_api_url=fast_api.url)
     for batch in (50, 500, 5000):
         pg.set_config(batch_size=batch)
         before = fast_api.posts()
-        rate, elapsed, creates = bench_throughput(pg, args.jobs, fast_api.posts)
+        rate, elapsed, creates, cpu = bench_throughput(pg, args.jobs, fast_api.posts)
         sent = creates - before
-        print(f"  fast API (nginx), batch_size {batch:5}: {rate:,.0f} jobs/s ({elapsed:.2f} s); "
+        print(f"  fast API (nginx), batch_size {batch:5}: {rate:,.0f} jobs/s ({elapsed:.2f} s, "
+              f"worker {cpu:.0f} us of CPU a job); "
               f"creates sent {sent}, rows submitted {args.jobs}, "
               f"lost {max(args.jobs - sent, 0)}, duplicated {max(sent - args.jobs, 0)}")
     pg.set_config(kube_api_url=None, batch_size=None)
