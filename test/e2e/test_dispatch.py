@@ -405,6 +405,59 @@ def test_manual_notify_wakes_the_worker(pg, api):
     pg.wait_state(job_id, "submitted")
 
 
+def test_the_worker_never_wakes_itself(pg, api):
+    """The worker's own updates never ring the doorbell; a user's updates
+    that need the worker do.  In notify mode a ring is a NOTIFY on the
+    channel, which a listening session receives with the sender's pid.  The
+    worker's updates here: claimed rows put back to pending after failed
+    creates (the wake-up trigger's WHEN lets that through: only the trigger
+    function's check that it runs in the worker keeps it quiet), submitted,
+    running, succeeded, failed, cancelled.  (sql/status.sql shows which
+    updates reach the trigger function at all.)"""
+    assert pg.status()["wake_mode"] == "notify"
+    worker = pg.worker_pid()
+    me = pg.value("SELECT pg_backend_pid()")
+    listener = pg.connect()
+    try:
+        listener.cursor().execute("LISTEN job_scheduler")
+
+        # three failed creates: claimed -> pending, three times, by the worker
+        api.fault(mode="429", retry_after=0, count=3, methods=["POST"])
+        row = pg.wait_state(submit(pg), "submitted", timeout=30)     # ring 1 (insert)
+        assert [r["status"] for r in api.creates()].count(429) == 3
+        assert row["attempts"] >= 4
+        api.call("POST", f"/jobs/{row['k8s_namespace']}/{row['k8s_name']}/status",
+                 {"phase": "running"})
+        pg.wait_state(row["id"], "running")
+        api.call("POST", f"/jobs/{row['k8s_namespace']}/{row['k8s_name']}/status",
+                 {"phase": "succeeded"})
+        pg.wait_state(row["id"], "succeeded")
+        assert pg.value("SELECT jobsched.retry(%s)", (row["id"],)) == 1   # ring 2
+        pg.wait_state(row["id"], "submitted")
+        assert pg.value("SELECT jobsched.cancel(%s)", (row["id"],)) == "cancelling"  # ring 3
+        pg.wait_state(row["id"], "cancelled")
+        api.fault(mode="status", status=422, count=1, methods=["POST"])
+        pg.wait_state(submit(pg), "failed")                             # ring 4 (insert)
+
+        # notifications arrive in commit order: once this one is in, every
+        # earlier one is
+        pg.execute("NOTIFY job_scheduler, 'end of test'")
+        notes = []
+
+        def the_end():
+            listener.poll()
+            notes.extend(listener.notifies)
+            listener.notifies.clear()
+            return any(n.payload == "end of test" for n in notes)
+        wait_for("the last notification", the_end)
+    finally:
+        listener.close()
+    assert pg.worker_pid() == worker
+    senders = [n.pid for n in notes if n.channel == "job_scheduler"]
+    assert worker not in senders, "the worker woke itself"
+    assert senders == [me] * 5, "a user's update that needs the worker did not ring"
+
+
 def test_notify_queue_stays_drained(pg, api):
     pg.set_config(wake_mode="notify", enabled="off")
     payload = "x" * 7000
