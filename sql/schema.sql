@@ -32,10 +32,34 @@ INSERT INTO jobsched.jobs (type, params) VALUES ('resize', '{"args": ["a"]}')
 -- A job type in use cannot be deleted.
 DELETE FROM jobsched.job_types WHERE name = 'resize';
 
--- The notifier trigger fires only for rows that need the worker.
-SELECT tgname, pg_get_triggerdef(oid) LIKE '%WHEN%' AS has_when
-  FROM pg_trigger WHERE tgrelid = 'jobsched.jobs'::regclass AND NOT tgisinternal
- ORDER BY tgname;
+-- The notifier trigger fires only for rows that need the worker: a new
+-- pending row, a finished row put back to pending, a new cancel request.
+-- wake_calls counts the calls of its function in this transaction
+-- (track_functions = all counts trigger functions too; a trigger whose WHEN
+-- is false makes no call).  Rolled back: nothing reaches the worker; the
+-- ids are given, so later tests see the same ones.
+SET track_functions = 'all';
+\set wake_calls 'SELECT coalesce(pg_stat_get_xact_function_calls(''jobsched.wake_worker''::regproc), 0) AS wake_calls'
+BEGIN;
+-- a new pending row: one call
+INSERT INTO jobsched.jobs (id, type) OVERRIDING SYSTEM VALUE VALUES (1001, 'resize');
+:wake_calls;
+-- a row inserted finished (the owner may load history): none
+INSERT INTO jobsched.jobs (id, type, state) OVERRIDING SYSTEM VALUE VALUES (1002, 'resize', 'succeeded');
+:wake_calls;
+-- changes of other columns, and of the state to anything but pending: none
+UPDATE jobsched.jobs SET priority = 5, params = '{"args": ["b"]}' WHERE id = 1001;
+UPDATE jobsched.jobs SET state = 'submitted' WHERE id = 1001;
+:wake_calls;
+-- a cancel request: one call; the same request again: none
+SELECT jobsched.cancel(1001);
+SELECT jobsched.cancel(1001);
+:wake_calls;
+-- a finished job run again (pending again): one call
+SELECT jobsched.retry(1002);
+:wake_calls;
+ROLLBACK;
+RESET track_functions;
 
 -- Deterministic names: a DNS-1123 label of at most 63 characters.
 SELECT jobsched.job_name('resize', 1) ~ '^resize-1-[0-9a-f]{10}$' AS short_name_ok;
