@@ -100,6 +100,12 @@ CREATE POLICY jobs_changed_by_their_owner ON jobsched.jobs
 	USING (coalesce((SELECT pg_catalog.pg_has_role(r.oid, 'USAGE')
 					   FROM pg_catalog.pg_roles r WHERE r.rolname = 'jobsched_admin'), false)
 		   OR pg_catalog.pg_has_role(owner::oid, 'USAGE'));
+/* DELETE (and purge()) are the owner's until granted; then the same rows */
+CREATE POLICY jobs_deleted_by_their_owner ON jobsched.jobs
+	FOR DELETE
+	USING (coalesce((SELECT pg_catalog.pg_has_role(r.oid, 'USAGE')
+					   FROM pg_catalog.pg_roles r WHERE r.rolname = 'jobsched_admin'), false)
+		   OR pg_catalog.pg_has_role(owner::oid, 'USAGE'));
 
 ALTER FUNCTION jobsched.wake_worker() SET search_path = pg_catalog, pg_temp;
 

@@ -77,6 +77,24 @@ SELECT count(*) = :every_job AS admin_sees_all FROM jobsched.jobs;
 SELECT jobsched.cancel(:app_job);
 RESET ROLE;
 
+-- DELETE and purge(), once granted, delete a role's own finished jobs;
+-- jobsched_admin's members delete everyone's.
+-- (explicit ids keep the ids later tests show)
+INSERT INTO jobsched.jobs (id, type, owner, state, finished_at) OVERRIDING SYSTEM VALUE VALUES
+  (2001, 'resize', 'jobsched_app', 'succeeded', now() - interval '2 days'),
+  (2002, 'resize', 'jobsched_other', 'failed', now() - interval '2 days');
+GRANT DELETE ON jobsched.jobs TO jobsched_app, jobsched_ops;
+GRANT EXECUTE ON FUNCTION jobsched.purge(interval) TO jobsched_app, jobsched_ops;
+SET ROLE jobsched_app;
+SELECT jobsched.purge('1 day') AS own_purged;
+RESET ROLE;
+SELECT owner, state FROM jobsched.jobs WHERE finished_at < now() - interval '1 day';
+SET ROLE jobsched_ops;
+SELECT jobsched.purge('1 day') AS admin_purged;
+RESET ROLE;
+REVOKE DELETE ON jobsched.jobs FROM jobsched_app, jobsched_ops;
+REVOKE EXECUTE ON FUNCTION jobsched.purge(interval) FROM jobsched_app, jobsched_ops;
+
 -- The settings that name credential files are for superusers only.
 SET ROLE jobsched_app;
 -- (The wording changed in PostgreSQL 16; the error code did not.)
