@@ -54,9 +54,8 @@
  * else can throw.
  *
  * Cost: a string without "{{" is checked with one strstr() and not copied.
- * Params are looked up by binary search once there are more than a handful
- * of them, so rendering is linear in the size of the template plus the size
- * of what it inserts.
+ * Params are looked up by binary search, so rendering stays close to linear
+ * in the size of the template plus the size of what it inserts.
  *
  * IDENTIFICATION
  *	  src/render.c
@@ -79,9 +78,6 @@
 
 /* at most this many bytes of template text are quoted in a message */
 #define RENDER_QUOTE_MAX	128
-
-/* with more params than this, look them up by binary search */
-#define RENDER_INDEX_MIN	8
 
 /* an integer with at most this many digits prints the same from a double */
 #define RENDER_EXACT_DIGITS 15
@@ -120,7 +116,7 @@ typedef struct RenderState
 
 	/* palloc'd scratch */
 	int			nparams;		/* -1 until the params are first used */
-	cJSON	  **index;			/* params in key order; NULL if few */
+	cJSON	  **index;			/* the params, in key order */
 	StringInfoData buf;			/* builds substituted strings; data is NULL
 								 * until first used */
 	char		job_id[MAXINT8LEN + 1];
@@ -148,24 +144,15 @@ render_out_of_memory(void)
 static const char *
 render_type_name(const cJSON *item)
 {
-	switch (item->type & 0xFF)
-	{
-		case cJSON_False:
-		case cJSON_True:
-			return "a boolean";
-		case cJSON_NULL:
-			return "null";
-		case cJSON_Number:
-		case cJSON_Raw:
-			return "a number";
-		case cJSON_String:
-			return "a string";
-		case cJSON_Array:
-			return "an array";
-		case cJSON_Object:
-			return "an object";
-	}
-	return "an invalid value";
+	if (cJSON_IsBool(item))
+		return "a boolean";
+	if (cJSON_IsNull(item))
+		return "null";
+	if (cJSON_IsNumber(item) || cJSON_IsRaw(item))
+		return "a number";
+	if (cJSON_IsString(item))
+		return "a string";
+	return cJSON_IsArray(item) ? "an array" : "an object";
 }
 
 /* JSON whitespace plus the other ASCII spaces someone might type */
@@ -424,11 +411,11 @@ render_key_cmp(const char *a, const char *b, size_t blen)
 
 /*
  * render_prepare_params
- *		Make the params' numbers print as written and, if there are many
- *		params, list them for binary search.
+ *		Make the params' numbers print as written and list the params for
+ *		binary search, which jsonb's text already has them in order for.
  *
- * Done on first use: params are parsed eagerly to validate them, but most
- * templates use few of them.  jsonb's text already has the keys in order.
+ * Done on first use: params are parsed eagerly to validate them, but many
+ * templates use none.
  */
 static void
 render_prepare_params(RenderState *st)
@@ -441,17 +428,14 @@ render_prepare_params(RenderState *st)
 
 	for (item = st->params->child; item != NULL; item = item->next)
 		n++;
-	st->nparams = n;
-	if (n <= RENDER_INDEX_MIN)
-		return;
-
-	st->index = palloc(sizeof(cJSON *) * n);
-	n = 0;
+	st->index = palloc(sizeof(cJSON *) * Max(n, 1));
+	st->nparams = 0;
 	for (item = st->params->child; item != NULL; item = item->next)
 	{
-		Assert(n == 0 || render_key_cmp(st->index[n - 1]->string, item->string,
-										strlen(item->string)) < 0);
-		st->index[n++] = item;
+		Assert(st->nparams == 0 ||
+			   render_key_cmp(st->index[st->nparams - 1]->string,
+							  item->string, strlen(item->string)) < 0);
+		st->index[st->nparams++] = item;
 	}
 }
 
@@ -459,22 +443,11 @@ render_prepare_params(RenderState *st)
 static const cJSON *
 render_find_param(RenderState *st, const char *key, size_t keylen)
 {
-	cJSON	   *item;
 	int			lo = 0;
 	int			hi;
 
 	if (st->nparams < 0)
 		render_prepare_params(st);
-
-	if (st->index == NULL)
-	{
-		for (item = st->params->child; item != NULL; item = item->next)
-		{
-			if (render_key_cmp(item->string, key, keylen) == 0)
-				return item;
-		}
-		return NULL;
-	}
 
 	hi = st->nparams;
 	while (lo < hi)
