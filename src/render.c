@@ -54,8 +54,8 @@
  * else can throw.
  *
  * Cost: a string without "{{" is checked with one strstr() and not copied.
- * Params are looked up by binary search, so rendering stays close to linear
- * in the size of the template plus the size of what it inserts.
+ * Params are looked up by binary search, so rendering is close to linear in
+ * the size of the template plus the size of what it inserts.
  *
  * IDENTIFICATION
  *	  src/render.c
@@ -589,7 +589,7 @@ render_next_open(const char *s, const char **close)
  * render_expand_string
  *		Substitute the placeholders of one string node.
  *
- * If the whole string is one placeholder, the node is replaced by a node of
+ * A string without "{{" costs one strstr() and is not copied.  If the whole string is one placeholder, the node is replaced by a node of
  * the value's own type.  Otherwise the values are inserted as text into a
  * new string, built in st->buf from the pieces of the original, so inserted
  * text is never scanned for placeholders.
@@ -605,7 +605,7 @@ render_expand_string(RenderState *st, cJSON *parent, cJSON *item,
 	char	   *copy;
 
 	if (open == NULL)
-		return true;			/* an unterminated "{{" is literal text */
+		return true;			/* none; an unterminated "{{" is literal */
 
 	if (open == pos && close[2] == '\0')
 	{
@@ -671,8 +671,7 @@ render_walk(RenderState *st, cJSON *container, const RenderPath *up)
 
 		if (cJSON_IsString(item))
 		{
-			if (strstr(item->valuestring, "{{") != NULL &&
-				!render_expand_string(st, container, item, &here))
+			if (!render_expand_string(st, container, item, &here))
 				return false;
 		}
 		else if (item->child != NULL)
