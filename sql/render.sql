@@ -96,8 +96,8 @@ SELECT pg_temp.r('{"x": ["{{params.a", "echo {{ not closed", "{{params.a}} {{",
                          "{{params.a}}}", "}}{{params.a}}{{"]}',
                  '{"a": "A"}');
 
--- More than eight params: looked up through an index, every one found,
--- whatever its length, its place or its characters.
+-- Many params, found by binary search in jsonb's key order (shorter
+-- first): every one, whatever its length, its place or its characters.
 SELECT pg_temp.r('{"x": ["{{params.a}},{{params.b}},{{params.z}},{{params.ab}},{{params.ba}},{{params.a.b}},{{params.k1}},{{params.k2}},{{params.k10}},{{params.Z}},{{params.abc}},{{params.}},{{params.a_very_long_parameter_name}}",
                          "{{params.k10}}", "{{params.a_very_long_parameter_name}}", "{{params.a}}"]}',
                  '{"a": 1, "b": 2, "z": 3, "ab": 4, "ba": 5, "a.b": 6, "k1": 7,
