@@ -177,6 +177,29 @@ def test_missing_param_fails_the_job_without_a_request(pg, api):
     assert api.creates() == []
 
 
+def test_the_worker_signs_over_a_forged_proof_and_fails_annotations_that_are_not_an_object(pg, api):
+    """The proof paths jobsched.render() cannot show (it has no secret)."""
+    template = json.loads(json.dumps(JOB_TEMPLATE))
+    template["metadata"] = {"annotations": {"jobsched.io/proof": "v1:0:1:" + "f" * 64,
+                                            "team": "data"}}
+    template["spec"]["template"]["metadata"] = {"annotations": "{{params.pod_annotations}}"}
+    pg.execute("INSERT INTO jobsched.job_types (name, template) VALUES ('signed', %s)",
+               (json.dumps(template),))
+    bad = submit(pg, {"args": ["true"], "pod_annotations": 5}, job_type="signed")
+    job = pg.wait_state(bad, "failed")
+    assert ('template "spec.template.metadata.annotations" must be an object, not a number'
+            in job["last_error"])
+    assert api.creates() == []
+
+    good = submit(pg, {"args": ["true"], "pod_annotations": {"jobsched.io/proof": "forged"}},
+                  job_type="signed")
+    pg.wait_state(good, "submitted")
+    body = api.creates()[-1]["body"]
+    proof = expected_proof(pg, good)
+    assert body["metadata"]["annotations"] == {"jobsched.io/proof": proof, "team": "data"}
+    assert body["spec"]["template"]["metadata"]["annotations"] == {"jobsched.io/proof": proof}
+
+
 def test_rejected_manifest_fails_with_the_api_message(pg, api):
     bad = {"apiVersion": "batch/v1", "kind": "Job",
            "spec": {"template": {"spec": {"restartPolicy": "Always",
