@@ -47,10 +47,11 @@
  * with an exponent.  The one thing jsonb accepts and cJSON refuses is
  * nesting deeper than CJSON_NESTING_LIMIT, which gets its own message.
  *
- * Memory: cJSON allocates with malloc.  Every cJSON pointer we own lives in
- * RenderState and is freed in a PG_FINALLY block, so neither an error return
- * nor an ERROR thrown by palloc (or by check_stack_depth) in the middle
- * leaks it.  A new cJSON node is linked into a tree we own before anything
+ * Memory: in a backend (jobsched.render()) cJSON allocates with malloc; in
+ * the worker, in the current memory context (kobject.c).  Either way every
+ * cJSON pointer we own lives in RenderState and is freed in a PG_FINALLY
+ * block, so neither an error return nor an ERROR thrown by palloc (or by
+ * check_stack_depth) in the middle leaks it.  A new cJSON node is linked into a tree we own before anything
  * else can throw.
  *
  * Cost: a string without "{{" is checked with one strstr() and not copied.
@@ -109,7 +110,7 @@ typedef struct RenderState
 {
 	const JobschedRenderInput *in;
 
-	/* cJSON memory (malloc); freed in jobsched_render_job's PG_FINALLY */
+	/* cJSON's memory; freed in jobsched_render_job's PG_FINALLY */
 	cJSON	   *template;
 	cJSON	   *params;
 	char	   *printed;		/* printed text not yet copied and freed */
@@ -218,8 +219,8 @@ render_append_path(StringInfo out, const RenderPath *path)
  * render_append_json
  *		Append the compact JSON text of "node" to "out".
  *
- * cJSON prints into malloc'd memory; it is parked in st->printed while it is
- * copied into the palloc'd buffer, which may throw.
+ * cJSON prints into memory of its own; it is parked in st->printed while it
+ * is copied into the palloc'd buffer, which may throw.
  */
 static void
 render_append_json(RenderState *st, StringInfo out, const cJSON *node)

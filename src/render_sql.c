@@ -25,6 +25,18 @@
 
 PG_FUNCTION_INFO_V1(jobsched_render);
 
+/* The renderer's message (it goes to last_error too) as a detail sentence. */
+static char *
+render_sql_sentence(const char *message)
+{
+	size_t		len = strlen(message);
+	char	   *sentence = psprintf("%s%s", message,
+									(len > 0 && message[len - 1] == '.') ? "" : ".");
+
+	sentence[0] = pg_toupper((unsigned char) sentence[0]);
+	return sentence;
+}
+
 /* SQL functions of this library need the SQL objects of its version. */
 static void
 render_sql_check_version(void)
@@ -103,7 +115,7 @@ jobsched_render(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot render the Job of job " INT64_FORMAT, job_id),
-				 errdetail("%s", error),
+				 errdetail("%s", render_sql_sentence(error)),
 				 errhint("Fix the job type's template or the job's params; the worker fails such a job.")));
 
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(manifest)));
