@@ -71,6 +71,41 @@ def submit(pg, params=None, job_type="echo"):
                     (job_type, json.dumps(params if params is not None else {"args": ["hi"]})))
 
 
+def submitted(pg, params=None, job_type="echo"):
+    """A job submitted and its row in state submitted."""
+    return pg.wait_state(submit(pg, params, job_type), "submitted")
+
+
+# a creationTimestamp old enough for any cleanup_age
+OLD = "2020-01-01T00:00:00Z"
+
+
+def drive(api, row, **body):
+    """Set the status of a row's Job in the test server, as a controller would."""
+    api.call("POST", f"/jobs/{row['k8s_namespace']}/{row['k8s_name']}/status", body)
+
+
+def age(api, row, when=OLD):
+    """Backdate a row's Job."""
+    api.call("POST", f"/jobs/{row['k8s_namespace']}/{row['k8s_name']}/creationTimestamp",
+             {"time": when})
+
+
+def server_job(api, name):
+    return next((j for j in api.jobs() if j["metadata"]["name"] == name), None)
+
+
+def delete_behind_the_watch(api, row):
+    """Delete a row's Job where the watch cannot tell: its history is
+    compacted around the delete and the watch closed (410), so only a relist
+    finds the Job gone."""
+    wait_for("the watch", lambda: any("watch" in r["query"] for r in api.requests("GET")))
+    api.call("POST", "/watch/compact")
+    api.call("DELETE", f"/jobs/{row['k8s_namespace']}/{row['k8s_name']}")
+    api.call("POST", "/watch/compact")
+    api.call("POST", "/watch/close")
+
+
 def proof_for(pg, namespace, name, job_id, run, created_usec):
     """A jobsched.io/proof as the worker makes it: an HMAC-SHA256 with the
     installation's secret (readable by superusers) over the Job's namespace

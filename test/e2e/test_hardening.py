@@ -9,16 +9,8 @@ import os
 import re
 import time
 
-from conftest import submit
+from conftest import drive, submit, submitted
 from harness import NAMESPACE, wait_for
-
-
-def submitted(pg, params=None):
-    return pg.wait_state(submit(pg, params), "submitted")
-
-
-def drive(api, row, **body):
-    api.call("POST", f"/jobs/{row['k8s_namespace']}/{row['k8s_name']}/status", body)
 
 
 def log_from(pg, start):

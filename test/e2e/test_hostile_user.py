@@ -28,6 +28,7 @@ import time
 import psycopg2
 import pytest
 
+from conftest import age, delete_behind_the_watch, drive, server_job
 from harness import DBNAME, ROOT, Queries, wait_for
 
 HOSTILE = "hostile"
@@ -494,19 +495,6 @@ class Session(Queries):
         self.conn.close()
 
 
-def drive(api, row, **body):
-    api.call("POST", f"/jobs/{row['k8s_namespace']}/{row['k8s_name']}/status", body)
-
-
-def age(api, row, when="2020-01-01T00:00:00Z"):
-    api.call("POST", f"/jobs/{row['k8s_namespace']}/{row['k8s_name']}/creationTimestamp",
-             {"time": when})
-
-
-def server_job(api, name):
-    return next((j for j in api.jobs() if j["metadata"]["name"] == name), None)
-
-
 def wait_row(pg, job_id, what, predicate, timeout=20):
     return wait_for(f"job {job_id}: {what}",
                     lambda: (lambda j: j if j and predicate(j) else None)(pg.job(job_id)),
@@ -751,11 +739,7 @@ def lifecycle(pg, api, hostile, sessions, pid):
     gone = pg.wait_state(gone["id"], "failed", timeout=5)
     assert gone["last_error"] == "the Job was deleted before it finished"
     missed = submitted()
-    wait_for("the watch", lambda: any("watch" in r["query"] for r in api.requests("GET")))
-    api.call("POST", "/watch/compact")
-    api.call("DELETE", f"/jobs/{missed['k8s_namespace']}/{missed['k8s_name']}")
-    api.call("POST", "/watch/compact")
-    api.call("POST", "/watch/close")
+    delete_behind_the_watch(api, missed)
     missed = pg.wait_state(missed["id"], "failed", timeout=15)
     assert missed["last_error"] == "the Job was deleted before it finished"
 

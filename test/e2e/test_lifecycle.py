@@ -5,23 +5,11 @@ import json
 import psycopg2
 import pytest
 
-from conftest import proof_for, submit
+from conftest import (OLD, age, delete_behind_the_watch, drive, proof_for, server_job, submit,
+                      submitted)
 from harness import NAMESPACE, wait_for
 
-OLD = "2020-01-01T00:00:00Z"
 
-
-def submitted(pg, params=None, job_type="echo"):
-    job_id = submit(pg, params, job_type)
-    return pg.wait_state(job_id, "submitted")
-
-
-def drive(api, row, **body):
-    api.call("POST", f"/jobs/{row['k8s_namespace']}/{row['k8s_name']}/status", body)
-
-
-def server_job(api, name):
-    return next((j for j in api.jobs() if j["metadata"]["name"] == name), None)
 
 
 def server_pods(api, job_name):
@@ -92,12 +80,8 @@ def test_job_deleted_behind_our_back_does_not_stay_running(pg, api):
 
 def test_relist_finds_what_the_watch_missed(pg, api):
     row = submitted(pg)
-    wait_for("the watch", lambda: any("watch" in r["query"] for r in api.requests("GET")))
     # the watch ends and its history is gone: the DELETED event is never seen
-    api.call("POST", "/watch/compact")
-    api.call("DELETE", f"/jobs/{row['k8s_namespace']}/{row['k8s_name']}")
-    api.call("POST", "/watch/compact")
-    api.call("POST", "/watch/close")
+    delete_behind_the_watch(api, row)
     gone = pg.wait_state(row["id"], "failed", timeout=10)
     assert gone["last_error"] == "the Job was deleted before it finished"
 
@@ -208,11 +192,6 @@ def test_cancel_while_the_create_fails(pg, api):
 
 
 # ---- cleanup ------------------------------------------------------------
-
-def age(api, row_or_name, when=OLD, ns=NAMESPACE):
-    name = row_or_name["k8s_name"] if isinstance(row_or_name, dict) else row_or_name
-    api.call("POST", f"/jobs/{ns}/{name}/creationTimestamp", {"time": when})
-
 
 def run_cleanup(pg, **settings):
     before = pg.value("SELECT last_cleanup_at FROM jobsched.status")

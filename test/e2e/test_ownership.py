@@ -3,16 +3,8 @@ run: also when answers are lost, Jobs are removed before a retry, the
 extension is created again, or someone forges Jobs with our labels."""
 import json
 
-from conftest import JOB_TEMPLATE, submit
+from conftest import JOB_TEMPLATE, drive, submit, submitted
 from harness import NAMESPACE, wait_for
-
-
-def submitted(pg, params=None, job_type="echo"):
-    return pg.wait_state(submit(pg, params, job_type), "submitted")
-
-
-def drive(api, row, **body):
-    api.call("POST", f"/jobs/{row['k8s_namespace']}/{row['k8s_name']}/status", body)
 
 
 def server_jobs(api, prefix=""):
