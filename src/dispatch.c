@@ -588,13 +588,6 @@ dispatch_submitted(JobschedJob *job, const char *uid)
 	dispatch_resolve(job, OUTCOME_SUBMITTED, NULL);
 }
 
-/* A uid as the API server makes them, safe to store and to send back. */
-static bool
-dispatch_uid_ok(const char *uid)
-{
-	return uid != NULL && jobsched_kube_delete_options(uid) != NULL;
-}
-
 static void
 dispatch_create_done(KubeRequest *req)
 {
@@ -607,7 +600,7 @@ dispatch_create_done(KubeRequest *req)
 		cJSON	   *root = req->response ? cJSON_Parse(req->response) : NULL;
 		char	   *uid = jobsched_kobject_string(root, "metadata", "uid", NULL);
 
-		if (dispatch_uid_ok(uid))
+		if (jobsched_kube_uid_ok(uid))
 			dispatch_submitted(job, uid);
 		else
 		{
@@ -657,7 +650,7 @@ dispatch_lookup_done(KubeRequest *req)
 		cJSON	   *root = jobsched_kobject_parse(req);
 		char	   *uid = jobsched_kobject_string(root, "metadata", "uid", NULL);
 
-		if (dispatch_job_is_ours(job, root) && dispatch_uid_ok(uid))
+		if (dispatch_job_is_ours(job, root) && jobsched_kube_uid_ok(uid))
 			dispatch_submitted(job, uid);
 		else
 		{

@@ -788,6 +788,22 @@ jobsched_kube_instance_selector(void)
 }
 
 /*
+ * Is this a uid as the API server makes them (a UUID), safe to store and
+ * to send back?  Anything else goes nowhere near JSON or a row.
+ */
+bool
+jobsched_kube_uid_ok(const char *uid)
+{
+	size_t		len;
+
+	if (uid == NULL)
+		return false;
+	len = strlen(uid);
+	return len > 0 && len <= KUBE_UID_MAX &&
+		strspn(uid, "0123456789abcdefABCDEF-") == len;
+}
+
+/*
  * The DeleteOptions body of every delete the worker sends: the pods go
  * with their Job (the batch/v1 default would orphan them), and only the
  * object with this uid may be deleted, never one that took its name since.
@@ -796,9 +812,7 @@ jobsched_kube_instance_selector(void)
 char *
 jobsched_kube_delete_options(const char *uid)
 {
-	/* a uid is the API server's (a UUID); anything else goes nowhere near JSON */
-	if (uid != NULL && (uid[0] == '\0' || strlen(uid) > KUBE_UID_MAX ||
-						strspn(uid, "0123456789abcdefABCDEF-") != strlen(uid)))
+	if (uid != NULL && !jobsched_kube_uid_ok(uid))
 		return NULL;
 	if (uid == NULL)
 		return pstrdup("{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\","

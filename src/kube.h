@@ -81,6 +81,7 @@ extern TimestampTz jobsched_kube_last_answer_at(void);
 extern bool jobsched_kube_tls_failure(const KubeRequest *req);
 extern char *jobsched_kube_escape(const char *text);
 extern char *jobsched_kube_instance_selector(void);
+extern bool jobsched_kube_uid_ok(const char *uid);
 extern char *jobsched_kube_delete_options(const char *uid);
 extern char *jobsched_kube_status_message(const KubeRequest *req);
 extern char *jobsched_kube_describe_failure(const KubeRequest *req);

@@ -855,7 +855,7 @@ queue_state_name(JobschedOutcome outcome)
 static void
 queue_record_rest(JobschedJob **jobs, int njobs, QueueRecorded *recorded)
 {
-	Datum	   *ids = palloc(sizeof(Datum) * njobs);
+	int64	   *ids = palloc(sizeof(int64) * njobs);
 	Datum		args[1];
 	int			nrest = 0;
 	int			i;
@@ -863,8 +863,8 @@ queue_record_rest(JobschedJob **jobs, int njobs, QueueRecorded *recorded)
 
 	for (i = 0; i < njobs; i++)
 		if (recorded[i] != RECORDED)
-			ids[nrest++] = Int64GetDatum(jobs[i]->id);
-	args[0] = queue_value_array(ids, nrest, INT8OID, false);
+			ids[nrest++] = jobs[i]->id;
+	args[0] = queue_id_array(ids, nrest);
 	queue_run(&queue_claimed_held, args, NULL, SPI_OK_SELECT);
 	for (i = 0; i < njobs; i++)
 		if (recorded[i] != RECORDED)

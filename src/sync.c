@@ -147,6 +147,16 @@ sync_drop_namespace(SyncNamespace *ns)
 	pfree(ns);
 }
 
+/* Let go of the statuses waiting for the flush, and their memory. */
+static void
+sync_forget_pending(void)
+{
+	MemoryContextReset(sync_batch_cxt);
+	sync_pending = NULL;
+	sync_npending = sync_pending_cap = sync_nurgent = 0;
+	sync_flush_at = 0;
+}
+
 /* Forget everything (error recovery, or the worker disabled). */
 void
 jobsched_sync_reset(void)
@@ -155,10 +165,7 @@ jobsched_sync_reset(void)
 
 	dlist_foreach_modify(iter, &sync_namespaces)
 		sync_drop_namespace(dlist_container(SyncNamespace, node, iter.cur));
-	MemoryContextReset(sync_batch_cxt);
-	sync_pending = NULL;
-	sync_npending = sync_pending_cap = sync_nurgent = 0;
-	sync_flush_at = 0;
+	sync_forget_pending();
 	/* the requests were abandoned with every other (worker.c) or just now */
 	MemoryContextReset(sync_pods_cxt);
 	sync_pods_in_flight = 0;
@@ -253,8 +260,8 @@ sync_observe(SyncNamespace *ns, cJSON *job, bool deleted)
 	st.namespace = jobsched_kobject_string(job, "metadata", "namespace", NULL);
 	st.name = jobsched_kobject_string(job, "metadata", "name", NULL);
 	st.uid = jobsched_kobject_string(job, "metadata", "uid", NULL);
-	if (st.id == 0 || st.name == NULL || st.uid == NULL || st.namespace == NULL ||
-		strcmp(st.namespace, ns->name) != 0 || jobsched_kube_delete_options(st.uid) == NULL)
+	if (st.id == 0 || st.name == NULL || st.namespace == NULL ||
+		strcmp(st.namespace, ns->name) != 0 || !jobsched_kube_uid_ok(st.uid))
 		return NULL;
 	st.proof = jobsched_kobject_string(job, "metadata", "annotations",
 									   JOBSCHED_ANNOTATION_PROOF);
@@ -819,12 +826,7 @@ sync_requeue(JobschedJobStatus *statuses, int n, int napply, const bool *deferre
 		st->error = st->error ? pstrdup(st->error) : NULL;
 		statuses[nkept++] = *st;
 	}
-	MemoryContextReset(sync_batch_cxt);
-	sync_pending = NULL;
-	sync_npending = 0;
-	sync_pending_cap = 0;
-	sync_nurgent = 0;
-	sync_flush_at = 0;
+	sync_forget_pending();
 	for (i = 0; i < nkept; i++)
 		sync_queue(&statuses[i], false);
 	sync_nurgent = nurgent;
